@@ -1,0 +1,235 @@
+"""The SendGrid e-mail channel, through the official `sendgrid` library (v3 Mail Send).
+
+Translates an `OutboundEmail` into a Mail Send request and SendGrid's answers into the
+core's results and errors:
+
+    202                       SendResult("sendgrid", X-Message-Id)
+    429, 5xx                  TransientChannelError(retry_after from Retry-After or
+                              X-RateLimit-Reset)
+    401, 403                  TransientChannelError: the API key or sender identity is wrong,
+                              which an operator fixes; the messages themselves are fine
+    other 4xx                 PermanentChannelError with SendGrid's error messages
+    timeout, connection lost  TransientChannelError
+
+The ids of the touchpoint travel as `custom_args` of the personalization (SendGrid echoes
+them in every event); the schema only allows a string for the top-level `custom_args`.
+Retrying is the caller's decision: this class sends each message once.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.error import URLError
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import (
+    Attachment,
+    Category,
+    Content,
+    ContentId,
+    CustomArg,
+    Disposition,
+    FileContent,
+    FileName,
+    FileType,
+    From,
+    Header,
+    Mail,
+    MailSettings,
+    ReplyTo,
+    SandBoxMode,
+    SendGridException,
+    Subject,
+    To,
+)
+
+from relance.errors import ChannelError, PermanentChannelError, TransientChannelError
+from relance.outbound import OutboundEmail, SendResult, send_concurrently, tracking_args
+
+PROVIDER = "sendgrid"
+MAX_CATEGORIES = 10
+# Statuses that say "the account is not set up right", not "this message is wrong".
+_ACCOUNT_STATUSES = frozenset({401, 403})
+
+
+def build_mail(message: OutboundEmail, *, sandbox: bool = False) -> Mail:
+    """The Mail Send request for an outbound e-mail, built with SendGrid's own helpers."""
+    mail = Mail(
+        from_email=From(message.from_email, message.from_name),
+        to_emails=To(message.to_email, message.to_name),
+        subject=Subject(message.subject),
+    )
+    if message.text:
+        mail.add_content(Content("text/plain", message.text))
+    if message.html:
+        mail.add_content(Content("text/html", message.html))
+    if message.reply_to:
+        mail.reply_to = ReplyTo(message.reply_to)
+    for name, value in _headers_of(message).items():
+        mail.add_header(Header(name, value))
+    categories = list(dict.fromkeys(message.categories))
+    if len(categories) > MAX_CATEGORIES:
+        raise PermanentChannelError(
+            f"touchpoint {message.touchpoint_id}: SendGrid takes at most {MAX_CATEGORIES} "
+            f"categories, got {len(categories)}"
+        )
+    for category in categories:
+        mail.add_category(Category(category))
+    for key, value in tracking_args(message).items():
+        mail.add_custom_arg(CustomArg(key, str(value), p=0))
+    for attachment in message.attachments:
+        mail.add_attachment(
+            Attachment(
+                FileContent(base64.b64encode(attachment.content).decode("ascii")),
+                FileName(attachment.filename),
+                FileType(attachment.content_type),
+                Disposition(attachment.disposition),
+                ContentId(attachment.content_id) if attachment.content_id else None,
+            )
+        )
+    if sandbox:
+        settings = MailSettings()
+        settings.sandbox_mode = SandBoxMode(True)
+        mail.mail_settings = settings
+    return mail
+
+
+def _headers_of(message: OutboundEmail) -> dict[str, str]:
+    headers = {"Message-ID": message.message_id}
+    if message.in_reply_to:
+        headers["In-Reply-To"] = message.in_reply_to
+    if message.references:
+        headers["References"] = " ".join(message.references)
+    headers.update(message.headers)
+    return headers
+
+
+class SendGridSender:
+    """Sends through SendGrid's v3 API; `send_many` keeps up to `max_workers` requests in flight.
+
+    Thread-safe: every send builds its own `SendGridAPIClient` (a cheap object; the
+    library opens a new connection per request anyway), so no state is shared.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str = "https://api.sendgrid.com",
+        timeout: float = 10.0,
+        sandbox: bool = False,
+        max_workers: int = 8,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a SendGrid API key is required")
+        self._api_key = api_key
+        self.host = host.rstrip("/")
+        self.timeout = timeout
+        self.sandbox = sandbox
+        self.max_workers = max_workers
+        self._clock = clock
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # The HTTP client logs whole request bodies (addresses, messages) at DEBUG: never.
+        logging.getLogger("python_http_client").setLevel(logging.INFO)
+
+    def __repr__(self) -> str:  # never show the key
+        return f"SendGridSender(host={self.host!r}, sandbox={self.sandbox})"
+
+    def send(self, message: OutboundEmail) -> SendResult:
+        try:
+            body = build_mail(message, sandbox=self.sandbox).get()
+        except (TypeError, ValueError, SendGridException) as error:  # the library's own checks
+            raise PermanentChannelError(
+                f"touchpoint {message.touchpoint_id}: cannot build the SendGrid request: "
+                f"{getattr(error, 'message', '') or error}"
+            ) from error
+        client = SendGridAPIClient(api_key=self._api_key, host=self.host)
+        client.client.timeout = self.timeout  # the library has no timeout by default
+        try:
+            response = client.send(body)
+        except HTTPError as error:
+            raise self._error_for(message, error) from None
+        except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, resets
+            raise TransientChannelError(
+                f"touchpoint {message.touchpoint_id}: SendGrid unreachable: {_reason(error)}"
+            ) from error
+        return SendResult(
+            provider=PROVIDER, provider_message_id=response.headers.get("X-Message-Id")
+        )
+
+    def send_many(self, messages: Sequence[OutboundEmail]) -> list[SendResult | ChannelError]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="sendgrid")
+        return send_concurrently(self.send, messages, self.max_workers, self._pool)
+
+    def _error_for(self, message: OutboundEmail, error: HTTPError) -> ChannelError:
+        status = int(error.status_code)
+        text = (
+            f"touchpoint {message.touchpoint_id}: SendGrid answered {status}: "
+            f"{describe_errors(error.body)}"
+        )
+        if status == 429 or status >= 500 or status in _ACCOUNT_STATUSES:
+            return TransientChannelError(text, retry_after=self._retry_after(error.headers))
+        return PermanentChannelError(text)
+
+    def _retry_after(self, headers: Mapping[str, str] | None) -> float | None:
+        return retry_after_from(headers, now=self._clock())
+
+
+def retry_after_from(headers: Mapping[str, str] | None, *, now: float) -> float | None:
+    """Seconds to wait, from `Retry-After` (seconds or HTTP date) or `X-RateLimit-Reset`
+    (Unix time of the reset), measured from `now` (Unix time); None if neither is usable."""
+    if headers is None:
+        return None
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(float(retry_after), 0.0)
+        except ValueError:
+            pass
+        try:
+            return max(parsedate_to_datetime(retry_after).timestamp() - now, 0.0)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(float(reset) - now, 0.0)
+        except ValueError:
+            pass
+    return None
+
+
+def describe_errors(body: bytes | str | None) -> str:
+    """SendGrid's `{"errors": [{"message", "field"}]}` as one line; the raw body otherwise."""
+    if not body:
+        return "no details"
+    raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        errors: Any = json.loads(raw)["errors"]
+        parts = [
+            f"{error['field']}: {error['message']}" if error.get("field") else error["message"]
+            for error in errors
+        ]
+    except (ValueError, KeyError, TypeError):
+        return raw.strip()[:500]
+    return "; ".join(str(part) for part in parts) or "no details"
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, URLError):
+        return str(error.reason)
+    return str(error) or type(error).__name__

@@ -1,0 +1,52 @@
+"""The Typer application, and the ``command`` decorator every command module uses.
+
+``command`` turns a ``RelanceError`` into a clear message on stderr and exit code 1, so
+that bad input never shows a traceback, whether the CLI runs from a shell or a test.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from relance.errors import RelanceError
+
+app = typer.Typer(
+    name="relance",
+    help="B2B nurturing and follow-up sequences, written in YAML, run on Prefect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` on stderr and return the Exit to raise."""
+    stderr.print(f"error: {message}", markup=False)
+    return typer.Exit(code)
+
+
+def command(*args: Any, parent: typer.Typer | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@app.command`` that reports RelanceError as a message and exit code 1."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*f_args: Any, **f_kwargs: Any) -> Any:
+            try:
+                return function(*f_args, **f_kwargs)
+            except RelanceError as error:
+                raise fail(str(error)) from None
+
+        (parent or app).command(*args, **kwargs)(wrapper)
+        return function
+
+    return decorate

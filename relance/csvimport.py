@@ -1,0 +1,335 @@
+"""Reading a CRM export (CSV) into prospects, every row checked before anything is written.
+
+A file is read whole, then checked whole: ``read_contacts`` returns the valid prospects
+and one ``RowError`` per problem, each naming the line as in the file (the header is
+line 1) and the column, so that an import either fails with the full list or, when the
+caller accepts it, enrolls the valid rows only. File-level problems (no header, no email
+column, a column the templates need and the file lacks) raise ``ProspectError``.
+
+What a file may look like:
+
+- UTF-8, with or without a byte-order mark; ``,``, ``;`` or tab between cells (detected
+  from the header line); cells quoted with ``"`` when they contain the separator.
+- A header line. Columns are matched case- and accent-insensitively, ignoring spaces and
+  punctuation, and these aliases are understood (``COLUMN_ALIASES``):
+
+  ========== ==============================================================
+  email      E-mail, Email Address, Courriel, Mail, Adresse e-mail, Work Email
+  first_name First Name, Firstname, Given Name, Prénom
+  last_name  Last Name, Lastname, Surname, Family Name, Nom, Nom de famille
+  company    Company, Company Name, Account Name, Organization, Société, Entreprise
+  title      Title, Job Title, Position, Poste, Fonction
+  phone      Phone, Phone Number, Telephone, Téléphone, Tel
+  deal_value Deal value, Deal amount, Amount, Montant, Valeur
+  cycle_days Cycle days, Sales cycle days, Cycle length, Cycle
+  timezone   Time zone, Timezone, TZ, Fuseau horaire
+  country    Country, Country code, Pays
+  locale     Locale, Language, Lang, Langue
+  owner      Owner, Contact owner, Account owner, SDR, Propriétaire
+  ========== ==============================================================
+
+- Any other column becomes a template field under its snake_cased name ("Secteur
+  d'activité" -> ``prospect.secteur_d_activite``).
+- Numbers may use a decimal comma and grouped digits: "25 000,50", "25.000,50", "25,000".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from relance.errors import ProspectError
+from relance.prospect import Prospect, prospect_from_row
+
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": (
+        "e_mail",
+        "email_address",
+        "e_mail_address",
+        "courriel",
+        "mail",
+        "adresse_email",
+        "adresse_e_mail",
+        "adresse_mail",
+        "work_email",
+    ),
+    "first_name": ("firstname", "given_name", "prenom"),
+    "last_name": ("lastname", "surname", "family_name", "nom", "nom_de_famille"),
+    "company": (
+        "company_name",
+        "account_name",
+        "organization",
+        "organisation",
+        "societe",
+        "entreprise",
+    ),
+    "title": ("job_title", "position", "poste", "fonction"),
+    "phone": ("phone_number", "telephone", "tel"),
+    "deal_value": ("deal_amount", "amount", "montant", "valeur"),
+    "cycle_days": ("sales_cycle_days", "cycle_length", "cycle"),
+    "timezone": ("time_zone", "tz", "fuseau_horaire"),
+    "country": ("country_code", "pays"),
+    "locale": ("language", "lang", "langue"),
+    "owner": ("contact_owner", "account_owner", "sdr", "proprietaire"),
+}
+"""Standard field -> the other header names (snake_cased) that mean it."""
+
+_ALIASES = {
+    alias: standard for standard, aliases in COLUMN_ALIASES.items() for alias in aliases
+} | {standard: standard for standard in COLUMN_ALIASES}
+
+DELIMITERS = (",", ";", "\t")
+PROGRESS_EVERY = 100
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in one row (``line`` as in the file) and, when known, one column."""
+
+    line: int
+    column: str | None
+    message: str
+
+    def format(self, file_name: str) -> str:
+        where = f"{file_name}:{self.line}"
+        return (
+            f"{where} column {self.column}: {self.message}"
+            if self.column
+            else f"{where} {self.message}"
+        )
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """A valid row: the prospect it describes and the line it came from."""
+
+    line: int
+    prospect: Prospect
+
+
+@dataclass
+class Contacts:
+    """A checked file: its valid rows and the problems of the others."""
+
+    file_name: str
+    columns: list[str]
+    """The columns' names once matched (standard names or snake_cased)."""
+    rows: list[ContactRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    total: int = 0
+    """Data rows in the file (blank lines not counted)."""
+
+    @property
+    def invalid_lines(self) -> list[int]:
+        return sorted({error.line for error in self.errors})
+
+    @property
+    def prospects(self) -> list[Prospect]:
+        return [row.prospect for row in self.rows]
+
+
+def snake_case(header: str) -> str:
+    """ "Secteur d'activité" -> "secteur_d_activite"; "E-mail" -> "e_mail"."""
+    plain = unicodedata.normalize("NFKD", header.strip()).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
+
+
+def column_name(header: str) -> str:
+    """The field a header names: a standard field (aliases understood) or its snake_case."""
+    key = snake_case(header)
+    return _ALIASES.get(key, key)
+
+
+def read_text(path: Path) -> str:
+    """A CSV file's text (UTF-8, byte-order mark dropped); ProspectError if unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ProspectError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ProspectError(
+            f"{path.name}:{line}: expected UTF-8 text, got byte 0x{data[error.start]:02x} "
+            "(save the file as 'CSV UTF-8' from your spreadsheet or CRM)"
+        ) from None
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The separator that splits the header line into the most cells."""
+    counts = {d: len(next(csv.reader([header_line], delimiter=d), [])) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
+
+
+def read_contacts(
+    text: str,
+    file_name: str,
+    *,
+    required: Iterable[str] = (),
+    sequence_id: str | None = None,
+    on_row: Callable[[int], None] | None = None,
+) -> Contacts:
+    """Check every row of a CSV text; ``required`` are the fields the templates need.
+
+    Raises ProspectError for problems of the file as a whole; returns the row problems,
+    in the order of the file (and of the columns within a row). ``on_row(n)`` is called
+    every ``PROGRESS_EVERY`` rows, for a progress bar.
+    """
+    text = text.removeprefix("\ufeff")
+    header_line = next((line for line in io.StringIO(text, newline="") if line.strip()), None)
+    if header_line is None:
+        raise ProspectError(
+            f"{file_name}: the file is empty; expected a header line such as "
+            "email,first_name,last_name,company then one line per prospect"
+        )
+    records = _records(text, detect_delimiter(header_line))
+    header_at, header = next(records)
+    columns = [column_name(cell) for cell in header]
+    _check_header(file_name, header_at, header, columns, list(required), sequence_id)
+    contacts = Contacts(file_name, [c for c in columns if c])
+    needed = [name for name in required if name in columns]
+    first_seen: dict[str, int] = {}
+    order = {_label(header, columns, name): index for index, name in enumerate(columns) if name}
+    for line, cells in records:
+        contacts.total += 1
+        prospect, errors = _prospect(line, cells, header, columns)
+        errors.extend(_row_errors(line, cells, header, columns, needed, sequence_id))
+        errors.sort(key=lambda error: order.get(error.column or "", -1))
+        if prospect is not None:
+            earlier = first_seen.setdefault(prospect.email, line)
+            if earlier != line:
+                label = _label(header, columns, "email")
+                message = f"duplicate: {prospect.email} is already on line {earlier}"
+                errors.append(RowError(line, label, message))
+        if on_row is not None and contacts.total % PROGRESS_EVERY == 0:
+            on_row(contacts.total)
+        if errors:
+            contacts.errors.extend(errors)
+        elif prospect is not None:  # pragma: no branch - a row without errors has a prospect
+            contacts.rows.append(ContactRow(line, prospect))
+    return contacts
+
+
+def _records(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the record starts, cells) for each non-blank record."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    last = 0
+    for cells in reader:
+        start, last = last + 1, reader.line_num
+        if any(cell.strip() for cell in cells):
+            yield start, cells
+
+
+def _check_header(
+    file_name: str,
+    line: int,
+    header: list[str],
+    columns: list[str],
+    required: list[str],
+    sequence_id: str | None,
+) -> None:
+    problems: list[str] = []
+    if "email" not in columns:
+        if any("@" in cell for cell in header):
+            problems.append(
+                f"{file_name}:{line}: expected a header line naming the columns "
+                f"(email, first_name, ...), got a line of data: {','.join(header)[:80]!r}"
+            )
+        else:
+            shown = ", ".join(repr(cell) for cell in header if cell.strip()) or "none"
+            problems.append(
+                f"{file_name}:{line}: no email column (expected a column named email, "
+                f"E-mail, Email Address or Courriel), got columns {shown}"
+            )
+    seen: dict[str, str] = {}
+    for cell, name in zip(header, columns, strict=True):
+        if not name:
+            continue
+        if name in seen:
+            problems.append(
+                f"{file_name}:{line}: columns {seen[name]!r} and {cell!r} both give {name}; "
+                "keep one of them"
+            )
+        seen.setdefault(name, cell)
+    owner = f"the templates of {sequence_id}" if sequence_id else "the templates"
+    if "email" in columns:  # else the header is not a header: the rest would be noise
+        problems.extend(
+            f"column {name!r} is used by {owner} but missing from {file_name}"
+            for name in required
+            if name not in columns
+        )
+    if problems:
+        raise ProspectError("\n".join(problems))
+
+
+def _label(header: list[str], columns: list[str], name: str) -> str:
+    """How a column is named in messages: its field, and the file's header if different."""
+    for cell, column in zip(header, columns, strict=True):
+        if column == name:
+            shown = cell.strip()
+            return name if snake_case(shown) == name else f"{name} ({shown!r} in the file)"
+    return name
+
+
+def _row_errors(
+    line: int,
+    cells: list[str],
+    header: list[str],
+    columns: list[str],
+    needed: list[str],
+    sequence_id: str | None,
+) -> list[RowError]:
+    errors: list[RowError] = []
+    extra = [cell for cell in cells[len(header) :] if cell.strip()]
+    if extra:
+        errors.append(
+            RowError(
+                line,
+                None,
+                f"expected at most {len(header)} cells as in the header, got {len(cells)} "
+                "(quote the cells that contain the separator)",
+            )
+        )
+    owner = f"the templates of {sequence_id}" if sequence_id else "the templates"
+    for name in needed:
+        index = columns.index(name)
+        if index >= len(cells) or not cells[index].strip():
+            errors.append(
+                RowError(
+                    line,
+                    _label(header, columns, name),
+                    f"expected a value ({owner} use it), got an empty cell",
+                )
+            )
+    return errors
+
+
+_FRAGMENT = re.compile(r"^column (?P<column>[a-z0-9_.]+): (?P<message>.*)$", re.DOTALL)
+
+
+def _prospect(
+    line: int, cells: list[str], header: list[str], columns: list[str]
+) -> tuple[Prospect | None, list[RowError]]:
+    row = {
+        name: (cells[index] if index < len(cells) else "")
+        for index, name in enumerate(columns)
+        if name
+    }
+    try:
+        return prospect_from_row(row), []
+    except ProspectError as error:
+        errors = []
+        for fragment in re.split(r"; (?=column )", str(error)):
+            match = _FRAGMENT.match(fragment)
+            if match is None:
+                errors.append(RowError(line, None, fragment))
+            else:
+                column = match["column"]
+                errors.append(RowError(line, _label(header, columns, column), match["message"]))
+        return None, errors

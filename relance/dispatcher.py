@@ -1,0 +1,305 @@
+"""Working one step's due touches: claim a chunk, perform it, record every outcome.
+
+This is the code a Prefect step task runs (and ``relance dispatch``, and the benchmark).
+Emails go through the configured ``Sender`` (SendGrid or the outbox), calls and
+reminders become SDR tasks, meeting confirmations carry an ``.ics`` invitation.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from sqlalchemy import insert, select, update
+
+from integrations.icalendar_invite import build_invite, invite_attachment
+from relance.claims import Claimed, Outcome, claim, record
+from relance.errors import ChannelError, RelanceError, TransientChannelError
+from relance.outbound import OutboundEmail, Sender, message_id_for
+from relance.rendering import Meeting, RenderedStep, render_step
+from relance.rendering import Sender as TemplateSender
+from relance.settings import Settings
+from relance.spec import Channel
+from relance.store import Store
+from relance.tables import meetings, tasks, touchpoints
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepReport:
+    """What one batch of one step did."""
+
+    sequence_id: str
+    step_id: str
+    sent: int = 0
+    tasks: int = 0
+    failed: int = 0
+    retried: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.tasks + self.failed + self.retried + self.skipped + self.deferred
+
+    def add(self, other: StepReport) -> None:
+        for name in ("sent", "tasks", "failed", "retried", "skipped", "deferred"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
+
+@dataclass
+class EmailBatch:
+    """A claimed chunk of emails, rendered and ready to hand to the provider."""
+
+    claim_id: str
+    ready: list[tuple[Claimed, OutboundEmail]] = field(default_factory=list)
+    failed: list[Outcome] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Performs due touches. One per process is enough; it is thread-safe."""
+
+    def __init__(
+        self, store: Store, settings: Settings, email: Sender, env: jinja2.Environment
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.email = email
+        self.env = env
+        self.template_sender = TemplateSender.from_settings(settings)
+        self.chunk = max(1, settings.claim_chunk)
+
+    def run_step(self, sequence_id: str, step_id: str, *, now: datetime, limit: int) -> StepReport:
+        """Perform up to ``limit`` due touches of one step, a chunk at a time.
+
+        Emails are pipelined: while one chunk is with the provider, the next one is
+        claimed and rendered. Each chunk is recorded as soon as its sends return.
+        """
+        report = StepReport(sequence_id, step_id)
+        taken = 0
+        in_flight: Future[None] | None = None
+        with ThreadPoolExecutor(1, thread_name_prefix="relance-deliver") as pipeline:
+            try:
+                while taken < limit:
+                    claim_id = uuid.uuid4().hex
+                    claimed = claim(
+                        self.store,
+                        sequence_id=sequence_id,
+                        step_id=step_id,
+                        now=now,
+                        limit=min(self.chunk, limit - taken),
+                        claim_id=claim_id,
+                    )
+                    taken += len(claimed.claimed) + claimed.skipped + claimed.deferred
+                    report.skipped += claimed.skipped
+                    report.deferred += claimed.deferred
+                    if not claimed.claimed:
+                        if claimed.skipped == 0 and claimed.deferred == 0:
+                            break
+                        continue
+                    batch = self._prepare(claimed.claimed, claim_id, now, report)
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = (
+                        pipeline.submit(self._deliver, batch, now, report) if batch else None
+                    )
+            finally:
+                if in_flight is not None:
+                    in_flight.result()
+        return report
+
+    def _prepare(
+        self, claimed: list[Claimed], claim_id: str, now: datetime, report: StepReport
+    ) -> EmailBatch | None:
+        """Create the SDR tasks now; render the emails, to be delivered by ``_deliver``."""
+        emails = [c for c in claimed if c.channel in (Channel.EMAIL, Channel.MEETING_CONFIRMATION)]
+        sdr = [c for c in claimed if c.channel in (Channel.CALL, Channel.REMINDER)]
+        if sdr:
+            self._create_tasks(sdr, claim_id, now, report)
+        if not emails:
+            return None
+        meetings_by_id = self._meetings(c.meeting_id for c in emails if c.meeting_id)
+        batch = EmailBatch(claim_id)
+        for touch in emails:
+            try:
+                meeting_row = meetings_by_id.get(touch.meeting_id) if touch.meeting_id else None
+                batch.ready.append((touch, self._build_email(touch, meeting_row, now)))
+            except (RelanceError, ValueError) as error:
+                batch.failed.append(
+                    Outcome(touch.touchpoint_id, "failed", "render", error=str(error))
+                )
+        return batch
+
+    def _render(self, touch: Claimed, meeting: Meeting | None) -> RenderedStep:
+        step = touch.sequence.step(touch.step_id)
+        return render_step(
+            self.env,
+            touch.sequence,
+            step,
+            touch.prospect,
+            sender=self.template_sender,
+            meeting=meeting,
+            unsubscribe_url=f"{self.settings.public_url.rstrip('/')}/unsubscribe/{touch.reply_token}",
+        )
+
+    def _create_tasks(
+        self, claimed: list[Claimed], claim_id: str, now: datetime, report: StepReport
+    ) -> None:
+        """SDR tasks are written in the same transaction that closes their touches."""
+        rows: list[dict[str, Any]] = []
+        failures: list[Outcome] = []
+        for touch in claimed:
+            try:
+                rendered = self._render(touch, None)
+            except RelanceError as error:
+                failures.append(Outcome(touch.touchpoint_id, "failed", "task", error=str(error)))
+                continue
+            step = touch.sequence.step(touch.step_id)
+            rows.append(
+                {
+                    "touchpoint_id": touch.touchpoint_id,
+                    "enrollment_id": touch.enrollment_id,
+                    "prospect_id": touch.prospect_id,
+                    "kind": step.channel.value,
+                    "title": step.objective,
+                    "body": rendered.script or rendered.reminder or "",
+                    "owner": touch.prospect.owner,
+                    "due_at": now,
+                    "status": "open",
+                    "created_at": now,
+                }
+            )
+        if rows:
+            with self.store.transaction() as connection:
+                done = connection.execute(
+                    update(touchpoints)
+                    .where(
+                        touchpoints.c.id.in_([row["touchpoint_id"] for row in rows]),
+                        touchpoints.c.claim_id == claim_id,
+                        touchpoints.c.status == "sending",
+                    )
+                    .values(status="sent", sent_at=now, provider="task")
+                    .returning(touchpoints.c.id)
+                ).scalars()
+                kept = set(done)
+                if kept:  # none when every claim was taken over (recover_stale)
+                    connection.execute(
+                        insert(tasks), [r for r in rows if r["touchpoint_id"] in kept]
+                    )
+            report.tasks += len(kept)
+        self._record(claim_id, failures, now, report)
+
+    def _meetings(self, ids: Iterable[int]) -> dict[int, Any]:
+        wanted = [i for i in ids if i is not None]
+        if not wanted:
+            return {}
+        with self.store.reading() as connection:
+            return {
+                row.id: row
+                for row in connection.execute(select(meetings).where(meetings.c.id.in_(wanted)))
+            }
+
+    def _build_email(self, touch: Claimed, meeting_row: Any, now: datetime) -> OutboundEmail:
+        prospect = touch.prospect
+        zone = prospect.timezone or touch.sequence.timezone
+        meeting = None
+        if meeting_row is not None:
+            meeting = Meeting(
+                starts_at=meeting_row.starts_at,
+                ends_at=meeting_row.ends_at,
+                timezone=zone,
+                location=meeting_row.location or "",
+                join_url=meeting_row.join_url,
+                reminder="@reminder-" in touch.key,
+            )
+        rendered = self._render(touch, meeting)
+        attachments = []
+        if meeting_row is not None:  # the reminder carries the same invitation (same UID)
+            ics = build_invite(
+                uid=f"meeting-{meeting_row.id}@{self.settings.mail_domain}",
+                starts_at=meeting_row.starts_at.astimezone(_zone(zone)),
+                ends_at=meeting_row.ends_at.astimezone(_zone(zone)),
+                summary=rendered.subject or touch.sequence.name,
+                description=rendered.text or "",
+                location=meeting_row.join_url or meeting_row.location or "",
+                organizer_email=self.settings.sender_email,
+                organizer_name=self.settings.sender_name,
+                attendee_email=prospect.email,
+                attendee_name=prospect.first_name + " " + prospect.last_name,
+                now=now,
+            )
+            attachments.append(invite_attachment(ics))
+        return OutboundEmail(
+            touchpoint_id=str(touch.touchpoint_id),
+            enrollment_id=str(touch.enrollment_id),
+            sequence_id=touch.sequence.id,
+            step_id=touch.step_id,
+            to_email=prospect.email,
+            to_name=" ".join(p for p in (prospect.first_name, prospect.last_name) if p) or None,
+            from_email=self.settings.sender_email,
+            from_name=self.settings.sender_name,
+            subject=rendered.subject or "",
+            text=rendered.text or "",
+            html=rendered.html,
+            message_id=message_id_for(str(touch.touchpoint_id), self.settings.mail_domain),
+            attachments=attachments,
+            categories=[touch.sequence.id, touch.step_id],
+        )
+
+    def _deliver(self, batch: EmailBatch, now: datetime, report: StepReport) -> None:
+        """Send a rendered chunk and record every outcome."""
+        outcomes = list(batch.failed)
+        results = (
+            self.email.send_many([message for _, message in batch.ready]) if batch.ready else []
+        )
+        for (touch, _), result in zip(batch.ready, results, strict=True):
+            if isinstance(result, ChannelError):
+                transient = isinstance(result, TransientChannelError)
+                outcomes.append(
+                    Outcome(
+                        touch.touchpoint_id,
+                        "retry" if transient else "failed",
+                        _provider(self.email),
+                        error=str(result),
+                        retry_after=getattr(result, "retry_after", None),
+                    )
+                )
+            else:
+                outcomes.append(
+                    Outcome(
+                        touch.touchpoint_id, "sent", result.provider, result.provider_message_id
+                    )
+                )
+        self._record(batch.claim_id, outcomes, now, report)
+
+    def _record(
+        self, claim_id: str, outcomes: list[Outcome], now: datetime, report: StepReport
+    ) -> None:
+        record(self.store, claim_id, outcomes, now)
+        for outcome in outcomes:
+            if outcome.status == "sent":
+                report.sent += 1
+            elif outcome.status == "retry":
+                report.retried += 1
+            else:
+                report.failed += 1
+                report.errors.append(f"touchpoint {outcome.touchpoint_id}: {outcome.error}")
+
+
+def _provider(sender: Sender) -> str:
+    return str(getattr(sender, "provider", type(sender).__name__.removesuffix("Sender").lower()))
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)

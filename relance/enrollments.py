@@ -1,0 +1,309 @@
+"""Enrolling prospects: saving them, pinning the sequence version, planning every touch.
+
+An enrollment is atomic: either every prospect given is checked and written with its
+planned touchpoints, or nothing is. Enrolled prospects keep the sequence version they
+started on; the dispatcher reads that version from the store, not the YAML file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from relance.cadence import PlannedTouch, plan_touchpoints
+from relance.engine import LIVE, Status
+from relance.errors import StoreError
+from relance.prospect import Prospect
+from relance.spec import Sequence
+from relance.store import Store
+from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
+
+CHUNK = 500
+
+
+@dataclass
+class EnrollResult:
+    """What an enrollment did, prospect by prospect."""
+
+    enrolled: list[tuple[str, int]] = field(default_factory=list)
+    """(email, enrollment id) of the prospects enrolled now."""
+    already_active: list[str] = field(default_factory=list)
+    suppressed: list[str] = field(default_factory=list)
+    touchpoints: int = 0
+
+
+def sequence_digest(sequence: Sequence) -> tuple[str, dict[str, Any]]:
+    spec = sequence.model_dump(mode="json")
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest(), spec
+
+
+def save_version(connection: Connection, sequence: Sequence, now: datetime) -> int:
+    """The id of this exact sequence content, stored as a new version if it is new."""
+    digest, spec = sequence_digest(sequence)
+    existing = connection.execute(
+        select(sequence_versions.c.id).where(
+            sequence_versions.c.sequence_id == sequence.id, sequence_versions.c.digest == digest
+        )
+    ).scalar()
+    if existing is not None:
+        return int(existing)
+    latest = connection.execute(
+        select(func.max(sequence_versions.c.version)).where(
+            sequence_versions.c.sequence_id == sequence.id
+        )
+    ).scalar()
+    return int(
+        connection.execute(
+            insert(sequence_versions).returning(sequence_versions.c.id),
+            {
+                "sequence_id": sequence.id,
+                "version": (latest or 0) + 1,
+                "digest": digest,
+                "spec": spec,
+                "created_at": now,
+            },
+        ).scalar_one()
+    )
+
+
+_versions: weakref.WeakKeyDictionary[Engine, dict[int, Sequence]] = weakref.WeakKeyDictionary()
+"""Stored versions never change: each is read once per store engine (not per URL: two
+in-memory stores share theirs, and a database recreated under the same URL reuses ids)."""
+
+
+def load_version(connection: Connection, version_id: int) -> Sequence:
+    """The sequence exactly as it was when this version was stored."""
+    known = _versions.setdefault(connection.engine, {})
+    cached = known.get(version_id)
+    if cached is None:
+        spec = connection.execute(
+            select(sequence_versions.c.spec).where(sequence_versions.c.id == version_id)
+        ).scalar_one()
+        cached = known[version_id] = Sequence.model_validate(spec)
+    return cached
+
+
+def prospect_row(prospect: Prospect, now: datetime) -> dict[str, Any]:
+    return {
+        "email": prospect.email,
+        "first_name": prospect.first_name,
+        "last_name": prospect.last_name,
+        "company": prospect.company,
+        "title": prospect.title,
+        "phone": prospect.phone,
+        "timezone": prospect.timezone,
+        "country": prospect.country,
+        "locale": prospect.locale,
+        "owner": prospect.owner,
+        "fields": dict(prospect.fields),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def prospect_from_db(row: Any, deal_value: float = 0, cycle_days: float = 0) -> Prospect:
+    """The Prospect a stored row (and an enrollment's deal figures) describes."""
+    return Prospect.model_construct(
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        company=row.company,
+        title=row.title,
+        phone=row.phone,
+        deal_value=deal_value,
+        cycle_days=cycle_days,
+        timezone=row.timezone,
+        country=row.country,
+        locale=row.locale,
+        owner=row.owner,
+        fields=dict(row.fields or {}),
+    )
+
+
+def save_prospects(connection: Connection, people: list[Prospect], now: datetime) -> dict[str, int]:
+    """Insert new prospects and refresh known ones (by email); returns email -> id.
+
+    A known prospect keeps what the new data leaves empty: enrolling someone again by
+    email alone does not erase their name, company or custom fields.
+    """
+    ids: dict[str, int] = {}
+    stored_fields: dict[str, dict[str, str]] = {}
+    by_email = {person.email: person for person in people}
+    emails = list(by_email)
+    for start in range(0, len(emails), CHUNK):
+        chunk = emails[start : start + CHUNK]
+        for row in connection.execute(
+            select(prospects.c.id, prospects.c.email, prospects.c.fields).where(
+                prospects.c.email.in_(chunk)
+            )
+        ):
+            ids[row.email] = row.id
+            stored_fields[row.email] = dict(row.fields or {})
+    known = [by_email[email] for email in emails if email in ids]
+    for person in known:
+        values = {
+            key: value
+            for key, value in prospect_row(person, now).items()
+            if key not in ("created_at", "fields") and value not in ("", None)
+        }
+        given = {key: value for key, value in person.fields.items() if value != ""}
+        values["fields"] = {**stored_fields[person.email], **given}
+        connection.execute(update(prospects).where(prospects.c.id == ids[person.email]), values)
+    new = [prospect_row(by_email[email], now) for email in emails if email not in ids]
+    if new:
+        result = connection.execute(
+            insert(prospects).returning(
+                prospects.c.id, prospects.c.email, sort_by_parameter_order=True
+            ),
+            new,
+        )
+        ids.update({row.email: row.id for row in result})
+    return ids
+
+
+def suppressed_among(connection: Connection, emails: Iterable[str]) -> dict[str, str]:
+    """email -> reason for the addresses on the suppression list."""
+    found: dict[str, str] = {}
+    listed = list(emails)
+    for start in range(0, len(listed), CHUNK):
+        for row in connection.execute(
+            select(suppressions.c.email, suppressions.c.reason).where(
+                suppressions.c.email.in_(listed[start : start + CHUNK])
+            )
+        ):
+            found[row.email] = row.reason
+    return found
+
+
+def _live_prospect_ids(connection: Connection, sequence_id: str, ids: list[int]) -> set[int]:
+    live: set[int] = set()
+    for start in range(0, len(ids), CHUNK):
+        live.update(
+            connection.execute(
+                select(enrollments.c.prospect_id).where(
+                    enrollments.c.sequence_id == sequence_id,
+                    enrollments.c.status.in_([status.value for status in LIVE]),
+                    enrollments.c.prospect_id.in_(ids[start : start + CHUNK]),
+                )
+            ).scalars()
+        )
+    return live
+
+
+def touchpoint_rows(
+    enrollment_id: int, sequence_id: str, plan: list[PlannedTouch], now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "enrollment_id": enrollment_id,
+            "key": touch.step_id,
+            "step_id": touch.step_id,
+            "channel": touch.channel.value,
+            "position": touch.position,
+            "sequence_id": sequence_id,
+            "due_at": touch.due_at,
+            "status": "planned",
+            "moved": touch.moved or None,
+            "created_at": now,
+        }
+        for touch in plan
+    ]
+
+
+ENROLL_ATTEMPTS = 3
+"""How many times an enrollment runs when concurrent ones keep taking its rows first."""
+
+
+def enroll(
+    store: Store,
+    sequence: Sequence,
+    people: list[Prospect],
+    *,
+    start: datetime,
+    now: datetime,
+) -> EnrollResult:
+    """Enroll ``people`` in ``sequence`` in one transaction, their first touch from ``start``.
+
+    A prospect already active (or paused) in this sequence is not enrolled twice; an
+    address on the suppression list is refused. Both are reported, not raised.
+
+    Two enrollments of the same prospects at once (PostgreSQL lets them overlap) collide
+    on a unique key: the one that loses is rolled back and runs again, and then reports
+    the other's prospects as already active.
+    """
+    attempt = 1
+    while True:
+        try:
+            return _enroll_once(store, sequence, people, start=start, now=now)
+        except IntegrityError as error:
+            if attempt == ENROLL_ATTEMPTS:
+                raise StoreError(
+                    f"enrollment kept colliding with concurrent ones: {error.orig}"
+                ) from error
+            attempt += 1
+
+
+def _enroll_once(
+    store: Store,
+    sequence: Sequence,
+    people: list[Prospect],
+    *,
+    start: datetime,
+    now: datetime,
+) -> EnrollResult:
+    result = EnrollResult()
+    with store.transaction() as connection:
+        version_id = save_version(connection, sequence, now)
+        suppressed = suppressed_among(connection, (person.email for person in people))
+        result.suppressed = [p.email for p in people if p.email in suppressed]
+        candidates = [p for p in people if p.email not in suppressed]
+        ids = save_prospects(connection, candidates, now)
+        live = _live_prospect_ids(connection, sequence.id, list(ids.values()))
+        seen: set[str] = set()
+        plans: list[tuple[Prospect, dict[str, Any]]] = []
+        for person in candidates:
+            if ids[person.email] in live or person.email in seen:
+                result.already_active.append(person.email)
+                continue
+            seen.add(person.email)
+            plans.append(
+                (
+                    person,
+                    {
+                        "prospect_id": ids[person.email],
+                        "sequence_id": sequence.id,
+                        "sequence_version_id": version_id,
+                        "status": Status.ACTIVE.value,
+                        "deal_value": person.deal_value,
+                        "cycle_days": person.cycle_days,
+                        "reply_token": secrets.token_hex(12),
+                        "enrolled_at": now,
+                        "updated_at": now,
+                    },
+                )
+            )
+        if not plans:
+            return result
+        inserted = connection.execute(
+            insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
+            [row for _, row in plans],
+        ).scalars()
+        rows: list[dict[str, Any]] = []
+        for (person, _), enrollment_id in zip(plans, inserted, strict=True):
+            plan = plan_touchpoints(sequence, person, start)
+            rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now))
+            result.enrolled.append((person.email, enrollment_id))
+        for offset in range(0, len(rows), 5 * CHUNK):
+            connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
+        result.touchpoints = len(rows)
+    return result

@@ -1,0 +1,71 @@
+"""Errors of the Relance core. Anything a user can fix is one of these; the CLI prints
+its message and exits non-zero, never a traceback.
+
+    RelanceError
+    ├── InputError                 bad input a user can fix
+    │   ├── SequenceError          a sequence file does not load or validate (carries problems)
+    │   ├── ProspectError          a prospect, CSV row or column is wrong
+    │   ├── RenderError            a template is missing, does not parse or does not render
+    │   └── NotFoundError          no such sequence, step, prospect or task
+    ├── StateError                 the action does not fit the enrollment's state
+    ├── StoreError                 the store cannot be reached or migrated
+    └── ChannelError               a channel could not deliver
+        ├── PermanentChannelError  the provider refused (4xx): never retried
+        └── TransientChannelError  try again later (429, 5xx, timeout, connection)
+"""
+
+from __future__ import annotations
+
+from relance.diagnostics import Problem, format_problems
+
+
+class RelanceError(Exception):
+    """Base of every error Relance raises on purpose."""
+
+
+class InputError(RelanceError):
+    """Bad input that the user can fix."""
+
+
+class SequenceError(InputError):
+    """A sequence file does not load or validate."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(format_problems(problems))
+
+
+class ProspectError(InputError):
+    """A prospect, CSV row or column is wrong."""
+
+
+class RenderError(InputError):
+    """A template is missing, does not parse or does not render."""
+
+
+class NotFoundError(InputError):
+    """No such sequence, step, prospect or task."""
+
+
+class StateError(RelanceError):
+    """The requested action does not fit the current state."""
+
+
+class StoreError(RelanceError):
+    """The store cannot be reached, created or migrated."""
+
+
+class ChannelError(RelanceError):
+    """A channel could not deliver."""
+
+
+class PermanentChannelError(ChannelError):
+    """The provider refused the message: retrying would not help."""
+
+
+class TransientChannelError(ChannelError):
+    """The provider could not take the message now: try again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

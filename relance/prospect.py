@@ -1,0 +1,181 @@
+"""Who is being followed up: the prospect as the core sees it.
+
+Standard fields are typed; anything else a CRM export carries lives in ``fields`` and is
+available to templates as ``prospect.<column>`` like the standard ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from relance.errors import ProspectError
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+STANDARD_FIELDS: tuple[str, ...] = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "phone",
+    "deal_value",
+    "cycle_days",
+    "timezone",
+    "country",
+    "locale",
+    "owner",
+)
+
+
+class Prospect(BaseModel):
+    """A contact enrolled (or about to be) in a sequence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    title: str = ""
+    phone: str = ""
+    deal_value: float = Field(default=0, ge=0, description="Expected deal value; 0 if unknown.")
+    cycle_days: float = Field(
+        default=0, ge=0, description="Expected sales cycle in days; 0 if unknown."
+    )
+    timezone: str | None = None
+    country: str | None = None
+    locale: str | None = None
+    owner: str = ""
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str) -> str:
+        value = value.strip()
+        if not EMAIL_PATTERN.match(value):
+            raise ValueError(f"expected an email address, got {value!r}")
+        return value.lower()
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_zone(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f'expected an IANA time zone such as "Europe/Paris", got {value!r}'
+            ) from None
+        return value
+
+    @field_validator("country")
+    @classmethod
+    def _valid_country(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        value = value.strip().upper()
+        if not re.fullmatch(r"[A-Z]{2}", value):
+            raise ValueError(f'expected a two-letter country code such as "FR", got {value!r}')
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _valid_locale(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        value = value.strip().lower()[:2]
+        if not re.fullmatch(r"[a-z]{2}", value):
+            raise ValueError(f'expected a language code such as "fr", got {value!r}')
+        return value
+
+    def context(self) -> dict[str, Any]:
+        """What templates see as ``prospect``: standard fields and custom fields together."""
+        data: dict[str, Any] = self.model_dump(exclude={"fields"})
+        data["full_name"] = " ".join(part for part in (self.first_name, self.last_name) if part)
+        data.update(self.fields)
+        return data
+
+
+SAMPLE_PROSPECT = Prospect(
+    email="claire.martin@example.com",
+    first_name="Claire",
+    last_name="Martin",
+    company="Acme Industrie",
+    title="Directrice des opérations",
+    phone="+33 1 23 45 67 89",
+    deal_value=25_000,
+    cycle_days=90,
+    timezone="Europe/Paris",
+    country="FR",
+    locale="fr",
+    owner="sdr@example.com",
+)
+"""The prospect ``validate`` and ``preview`` render templates against."""
+
+
+def prospect_from_row(row: Mapping[str, str]) -> Prospect:
+    """A prospect from one CSV row (column -> text), as a CRM export gives it.
+
+    Column names are matched loosely ("First Name" is ``first_name``); standard columns
+    are typed (``deal_value`` accepts "25000", "25 000 €", "25,000", "25.000,50" or
+    "25000,5": a comma or dot followed by exactly three digits groups thousands); every
+    other column goes to ``fields``. A bad value raises ProspectError naming its column.
+    """
+    standard: dict[str, Any] = {}
+    custom: dict[str, str] = {}
+    errors: list[str] = []
+    for column, raw in row.items():
+        if column is None:  # csv.DictReader puts extra cells under None
+            continue
+        key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
+        value = (raw or "").strip()
+        if key not in STANDARD_FIELDS:
+            custom[key] = value
+        elif key in ("deal_value", "cycle_days") and value:
+            try:
+                standard[key] = _parse_number(value)
+            except ValueError:
+                errors.append(f"column {key}: expected a number such as 25000, got {value!r}")
+        elif value:
+            standard[key] = value
+    try:
+        prospect = Prospect(**standard, fields=custom)
+    except ValidationError as error:
+        errors.extend(_column_error(item) for item in error.errors())
+    if errors:
+        raise ProspectError("; ".join(sorted(errors)))
+    return prospect
+
+
+def _parse_number(text: str) -> float:
+    """ "25 000", "25,000", "25.000,50", "25000,5" -> a float; ValueError otherwise."""
+    compact = re.sub(r"[\s\u00a0\u202f€$£_]", "", text)
+    if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", compact):
+        compact = compact.replace(",", "")
+    elif re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d+)?", compact):
+        compact = compact.replace(".", "").replace(",", ".")
+    elif re.fullmatch(r"\d+,\d+", compact):
+        compact = compact.replace(",", ".")
+    number = float(compact)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {text!r}")
+    return number
+
+
+def _column_error(item: Any) -> str:
+    column = ".".join(str(part) for part in item["loc"]) or "row"
+    if item["type"] == "missing":
+        return f"column {column}: expected a value, got none"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    message = message[:1].lower() + message[1:]
+    if ", got " not in message:
+        message += f", got {item['input']!r}"
+    return f"column {column}: {message}"

@@ -1,0 +1,75 @@
+"""Settings, read once from the environment (``RELANCE_`` prefix) at start-up and passed down.
+
+Nothing below the CLI, the flows and the webhook service reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything Relance can be told from the outside."""
+
+    model_config = SettingsConfigDict(env_prefix="RELANCE_", extra="ignore")
+
+    home: Path = Field(default=Path(), description="Project directory (sequences/, templates/).")
+    data_dir: Path = Field(
+        default=Path("var"), description="Where the SQLite store and outbox live."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in data_dir."
+    )
+    sequences_dir: Path | None = None
+    templates_dir: Path | None = None
+    outbox_dir: Path | None = None
+
+    sendgrid_api_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SENDGRID_API_KEY", "RELANCE_SENDGRID_API_KEY"),
+    )
+    sendgrid_host: str = Field(default="https://api.sendgrid.com")
+    sendgrid_sandbox: bool = False
+    sendgrid_timeout_seconds: float = 10.0
+
+    sender_email: str = "relance@example.com"
+    sender_name: str = "Relance"
+    company_name: str = "Relance"
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where `relance serve` is reachable (unsubscribe links, webhooks).",
+    )
+    mail_domain: str = Field(
+        default="relance.local", description="Domain of Message-IDs and reply addresses."
+    )
+
+    batch_size: int = Field(default=500, ge=1, description="Touches one step task handles.")
+    claim_chunk: int = Field(
+        default=64, ge=1, description="Touches claimed per transaction (and sent concurrently)."
+    )
+    max_batches_per_tick: int = Field(
+        default=20, ge=1, description="Batches one step may run in one tick (fairness bound)."
+    )
+    sending_lease_minutes: float = Field(
+        default=10, gt=0, description="After this, a touch left 'sending' is flagged for review."
+    )
+
+    @property
+    def sequences_path(self) -> Path:
+        return self.sequences_dir or self.home / "sequences"
+
+    @property
+    def templates_path(self) -> Path:
+        return self.templates_dir or self.home / "templates"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'relance.db').as_posix()}"

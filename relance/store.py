@@ -1,0 +1,145 @@
+"""The store: one SQLAlchemy engine over SQLite (embedded default) or PostgreSQL.
+
+Opening a store migrates it to the latest schema (Alembic), so that nobody runs a set-up
+step by hand. Write transactions on SQLite start with ``BEGIN IMMEDIATE``: concurrent
+dispatchers serialize their claims instead of failing on upgrade deadlocks. On PostgreSQL
+claims use ``FOR UPDATE SKIP LOCKED`` (see ``Store.skip_locked``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from relance.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """postgresql:// and postgres:// use the psycopg 3 driver that Relance installs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Store:
+    """A handle on the system of record. Cheap to share; thread-safe.
+
+    ``sqlite://`` (or ``sqlite:///:memory:``) is a private in-memory database per Store,
+    for tests and demos: one connection, whose transactions take turns.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = normalize_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        self.in_memory = self.dialect == "sqlite" and parsed.database in (None, "", ":memory:")
+        self._turns: AbstractContextManager[object] = (
+            threading.RLock() if self.in_memory else nullcontext()
+        )
+        try:
+            self.engine = self._create_engine(parsed.database)
+        except (SQLAlchemyError, ImportError) as error:
+            raise StoreError(f"cannot open the store at {self.safe_url}: {error}") from error
+        if migrate:
+            self.migrate()
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def skip_locked(self) -> bool:
+        return self.dialect == "postgresql"
+
+    def _create_engine(self, database: str | None) -> Engine:
+        if self.dialect != "sqlite":
+            return create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        if self.in_memory:
+            # One connection for the Store's life: a second one would open another database.
+            engine = create_engine(
+                self.url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            Path(database or ".").parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(self.url)
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        try:
+            with self._turns, self.engine.begin() as connection:
+                yield connection
+        except OperationalError as error:
+            raise StoreError(f"store error ({self.safe_url}): {error.orig}") from error
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction that does not queue behind writers on SQLite."""
+        try:
+            with self._turns, self.engine.connect() as connection:
+                connection = connection.execution_options(sqlite_begin="DEFERRED")
+                with connection.begin():
+                    yield connection
+        except OperationalError as error:
+            raise StoreError(f"store error ({self.safe_url}): {error.orig}") from error
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest revision (idempotent; once per process per URL)."""
+        with _migrate_lock:
+            if self.url in _migrated and not self.in_memory:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            try:
+                with self.engine.begin() as connection:
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+            except SQLAlchemyError as error:
+                raise StoreError(f"cannot migrate the store at {self.safe_url}: {error}") from error
+            if not self.in_memory:
+                _migrated.add(self.url)
+
+    def revision(self) -> str | None:
+        """The schema revision the store is at, or None when it was never migrated."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+            return None if row is None else str(row[0])
+
+    def dispose(self) -> None:
+        self.engine.dispose()
