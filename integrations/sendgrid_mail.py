@@ -33,6 +33,7 @@ from urllib.error import URLError
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
+    Asm,
     Attachment,
     Category,
     Content,
@@ -43,6 +44,7 @@ from sendgrid.helpers.mail import (
     FileName,
     FileType,
     From,
+    GroupId,
     Header,
     Mail,
     MailSettings,
@@ -62,8 +64,13 @@ MAX_CATEGORIES = 10
 _ACCOUNT_STATUSES = frozenset({401, 403})
 
 
-def build_mail(message: OutboundEmail, *, sandbox: bool = False) -> Mail:
-    """The Mail Send request for an outbound e-mail, built with SendGrid's own helpers."""
+def build_mail(
+    message: OutboundEmail, *, sandbox: bool = False, asm_group_id: int | None = None
+) -> Mail:
+    """The Mail Send request for an outbound e-mail, built with SendGrid's own helpers.
+
+    ``asm_group_id`` attaches SendGrid's unsubscribe group (its own suppression list).
+    """
     mail = Mail(
         from_email=From(message.from_email, message.from_name),
         to_emails=To(message.to_email, message.to_name),
@@ -97,6 +104,8 @@ def build_mail(message: OutboundEmail, *, sandbox: bool = False) -> Mail:
                 ContentId(attachment.content_id) if attachment.content_id else None,
             )
         )
+    if asm_group_id is not None:
+        mail.asm = Asm(GroupId(asm_group_id))
     if sandbox:
         settings = MailSettings()
         settings.sandbox_mode = SandBoxMode(True)
@@ -129,6 +138,7 @@ class SendGridSender:
         sandbox: bool = False,
         max_workers: int = 8,
         *,
+        asm_group_id: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not api_key:
@@ -139,6 +149,7 @@ class SendGridSender:
         self.sandbox = sandbox
         self.max_workers = max_workers
         self._clock = clock
+        self.asm_group_id = asm_group_id
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # The HTTP client logs whole request bodies (addresses, messages) at DEBUG: never.
@@ -149,7 +160,7 @@ class SendGridSender:
 
     def send(self, message: OutboundEmail) -> SendResult:
         try:
-            body = build_mail(message, sandbox=self.sandbox).get()
+            body = build_mail(message, sandbox=self.sandbox, asm_group_id=self.asm_group_id).get()
         except (TypeError, ValueError, SendGridException) as error:  # the library's own checks
             raise PermanentChannelError(
                 f"touchpoint {message.touchpoint_id}: cannot build the SendGrid request: "

@@ -14,15 +14,25 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jinja2
 from sqlalchemy import insert, select, update
 
 from integrations.icalendar_invite import build_invite, invite_attachment
 from relance.claims import Claimed, Outcome, claim, record
+from relance.envelope import reply_address, thread_subject, unsubscribe_headers, unsubscribe_url
 from relance.errors import ChannelError, RelanceError, TransientChannelError
 from relance.outbound import OutboundEmail, Sender, message_id_for
-from relance.rendering import Meeting, RenderedStep, render_step
+from relance.rendering import (
+    Meeting,
+    RenderedStep,
+    render_context,
+    render_step,
+    render_template,
+    template_locale,
+    template_name,
+)
 from relance.rendering import Sender as TemplateSender
 from relance.settings import Settings
 from relance.spec import Channel
@@ -128,11 +138,13 @@ class Dispatcher:
         if not emails:
             return None
         meetings_by_id = self._meetings(c.meeting_id for c in emails if c.meeting_id)
+        threads = self._threads({c.enrollment_id for c in emails if c.meeting_id is None})
         batch = EmailBatch(claim_id)
         for touch in emails:
             try:
                 meeting_row = meetings_by_id.get(touch.meeting_id) if touch.meeting_id else None
-                batch.ready.append((touch, self._build_email(touch, meeting_row, now)))
+                thread = threads.get(touch.enrollment_id, [])
+                batch.ready.append((touch, self._build_email(touch, meeting_row, thread, now)))
             except (RelanceError, ValueError) as error:
                 batch.failed.append(
                     Outcome(touch.touchpoint_id, "failed", "render", error=str(error))
@@ -148,7 +160,7 @@ class Dispatcher:
             touch.prospect,
             sender=self.template_sender,
             meeting=meeting,
-            unsubscribe_url=f"{self.settings.public_url.rstrip('/')}/unsubscribe/{touch.reply_token}",
+            unsubscribe_url=unsubscribe_url(self.settings.public_url, touch.reply_token),
         )
 
     def _create_tasks(
@@ -208,8 +220,42 @@ class Dispatcher:
                 for row in connection.execute(select(meetings).where(meetings.c.id.in_(wanted)))
             }
 
-    def _build_email(self, touch: Claimed, meeting_row: Any, now: datetime) -> OutboundEmail:
+    def _threads(self, enrollment_ids: set[int]) -> dict[int, list[tuple[int, str]]]:
+        """The emails already sent in each enrollment, oldest first: (touchpoint id, step id)."""
+        if not enrollment_ids:
+            return {}
+        query = (
+            select(touchpoints.c.enrollment_id, touchpoints.c.id, touchpoints.c.step_id)
+            .where(
+                touchpoints.c.enrollment_id.in_(enrollment_ids),
+                touchpoints.c.channel == Channel.EMAIL.value,
+                touchpoints.c.status == "sent",
+            )
+            .order_by(touchpoints.c.enrollment_id, touchpoints.c.sent_at, touchpoints.c.id)
+        )
+        threads: dict[int, list[tuple[int, str]]] = {}
+        with self.store.reading() as connection:
+            for row in connection.execute(query):
+                threads.setdefault(row.enrollment_id, []).append((row.id, row.step_id))
+        return threads
+
+    def _first_subject(self, touch: Claimed, step_id: str) -> str:
+        """The subject the prospect saw on the first email of the thread."""
+        sequence, prospect = touch.sequence, touch.prospect
+        first = sequence.step(step_id)
+        locale = template_locale(sequence, prospect)
+        context = render_context(
+            sequence, first, prospect, sender=self.template_sender, locale=locale
+        )
+        subject = first.templates.subject or ""
+        return " ".join(render_template(self.env, template_name(subject, locale), context).split())
+
+    def _build_email(
+        self, touch: Claimed, meeting_row: Any, thread: list[tuple[int, str]], now: datetime
+    ) -> OutboundEmail:
         prospect = touch.prospect
+        settings = self.settings
+        step = touch.sequence.step(touch.step_id)
         zone = prospect.timezone or touch.sequence.timezone
         meeting = None
         if meeting_row is not None:
@@ -226,8 +272,8 @@ class Dispatcher:
         if meeting_row is not None:  # the reminder carries the same invitation (same UID)
             ics = build_invite(
                 uid=f"meeting-{meeting_row.id}@{self.settings.mail_domain}",
-                starts_at=meeting_row.starts_at.astimezone(_zone(zone)),
-                ends_at=meeting_row.ends_at.astimezone(_zone(zone)),
+                starts_at=meeting_row.starts_at.astimezone(ZoneInfo(zone)),
+                ends_at=meeting_row.ends_at.astimezone(ZoneInfo(zone)),
                 summary=rendered.subject or touch.sequence.name,
                 description=rendered.text or "",
                 location=meeting_row.join_url or meeting_row.location or "",
@@ -238,6 +284,13 @@ class Dispatcher:
                 now=now,
             )
             attachments.append(invite_attachment(ics))
+        subject = rendered.subject or ""
+        in_reply_to = None
+        references: list[str] = []
+        if thread and step.channel is Channel.EMAIL and not step.new_thread:
+            references = [message_id_for(str(tp), settings.mail_domain) for tp, _ in thread]
+            in_reply_to = references[0]
+            subject = thread_subject(self._first_subject(touch, thread[0][1]))
         return OutboundEmail(
             touchpoint_id=str(touch.touchpoint_id),
             enrollment_id=str(touch.enrollment_id),
@@ -245,12 +298,18 @@ class Dispatcher:
             step_id=touch.step_id,
             to_email=prospect.email,
             to_name=" ".join(p for p in (prospect.first_name, prospect.last_name) if p) or None,
-            from_email=self.settings.sender_email,
-            from_name=self.settings.sender_name,
-            subject=rendered.subject or "",
+            from_email=settings.sender_email,
+            from_name=settings.sender_name,
+            reply_to=reply_address(touch.reply_token, settings.inbound_domain),
+            subject=subject,
             text=rendered.text or "",
             html=rendered.html,
-            message_id=message_id_for(str(touch.touchpoint_id), self.settings.mail_domain),
+            message_id=message_id_for(str(touch.touchpoint_id), settings.mail_domain),
+            in_reply_to=in_reply_to,
+            references=references,
+            headers=unsubscribe_headers(
+                settings.public_url, touch.reply_token, settings.inbound_domain
+            ),
             attachments=attachments,
             categories=[touch.sequence.id, touch.step_id],
         )
@@ -297,9 +356,3 @@ class Dispatcher:
 
 def _provider(sender: Sender) -> str:
     return str(getattr(sender, "provider", type(sender).__name__.removesuffix("Sender").lower()))
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(name)

@@ -27,6 +27,7 @@ def email_sender(settings: Settings) -> Sender:
             timeout=settings.sendgrid_timeout_seconds,
             sandbox=settings.sendgrid_sandbox,
             max_workers=settings.claim_chunk,
+            asm_group_id=settings.sendgrid_asm_group_id,
         )
     return OutboxSender(settings.outbox_path)
 

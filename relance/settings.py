@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     sendgrid_host: str = Field(default="https://api.sendgrid.com")
     sendgrid_sandbox: bool = False
     sendgrid_timeout_seconds: float = 10.0
+    sendgrid_asm_group_id: int | None = Field(
+        default=None, description="SendGrid unsubscribe group (asm) attached to every email."
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        default=None,
+        description="Event Webhook verification key (base64 DER or PEM), from SendGrid's settings.",
+    )
+    sendgrid_webhook_tolerance_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="Event Webhook requests signed further than this from now are refused.",
+    )
 
     sender_email: str = "relance@example.com"
     sender_name: str = "Relance"
@@ -43,8 +55,65 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="Where `relance serve` is reachable (unsubscribe links, webhooks).",
     )
-    mail_domain: str = Field(
-        default="relance.local", description="Domain of Message-IDs and reply addresses."
+    mail_domain: str = Field(default="relance.local", description="Domain of Message-IDs.")
+    inbound_domain: str = Field(
+        default="reply.relance.local",
+        description="Inbound Parse domain: replies go to reply+<token>@<inbound_domain>.",
+    )
+    inbound_secret: str | None = Field(
+        default=None,
+        description="Secret protecting the Inbound Parse endpoint (basic auth password or "
+        "/webhooks/sendgrid/inbound/<secret>).",
+    )
+    calendly_signing_key: str | None = None
+    calendly_tolerance_seconds: int = Field(
+        default=300, ge=1, description="Calendly signatures older than this are refused."
+    )
+    calcom_secret: str | None = None
+    max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
+    )
+    out_of_office_days: int = Field(
+        default=7, ge=1, description="Snooze after an auto-reply that gives no return date."
+    )
+    pause_company_on_reply: bool = Field(
+        default=True,
+        description="A reply pauses the other active enrollments at the same company domain.",
+    )
+    free_mail_domains: list[str] = Field(
+        default_factory=lambda: [
+            "gmail.com",
+            "googlemail.com",
+            "yahoo.com",
+            "yahoo.fr",
+            "hotmail.com",
+            "hotmail.fr",
+            "outlook.com",
+            "outlook.fr",
+            "live.com",
+            "live.fr",
+            "msn.com",
+            "icloud.com",
+            "me.com",
+            "aol.com",
+            "gmx.com",
+            "gmx.de",
+            "gmx.fr",
+            "web.de",
+            "orange.fr",
+            "wanadoo.fr",
+            "free.fr",
+            "sfr.fr",
+            "laposte.net",
+            "protonmail.com",
+            "proton.me",
+            "yandex.com",
+            "mail.com",
+            "libero.it",
+            "hey.com",
+            "zoho.com",
+        ],
+        description="Domains never treated as a company (same-company pause).",
     )
 
     batch_size: int = Field(default=500, ge=1, description="Touches one step task handles.")

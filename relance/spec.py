@@ -307,6 +307,11 @@ class Step(Strict):
     objective: str = Field(min_length=1, description="The one purpose of this touch.")
     templates: StepTemplates
     resource: Resource | None = None
+    new_thread: bool = Field(
+        default=False,
+        description="email only: start a new thread with this step's own subject, instead "
+        "of answering the first email of the sequence (Re: ...).",
+    )
     remind_before: WaitText | None = Field(
         default=None,
         description="meeting_confirmation only: also send a reminder this long before the meeting.",
@@ -322,6 +327,8 @@ class Step(Strict):
             )
         if self.remind_before is not None and self.channel is not Channel.MEETING_CONFIRMATION:
             raise ValueError("expected remind_before only on a meeting_confirmation step")
+        if self.new_thread and self.channel is not Channel.EMAIL:
+            raise ValueError("expected new_thread only on an email step")
         return self
 
     @property

@@ -11,6 +11,7 @@ from relance.cli import (  # noqa: F401
     previewing,
     prospects,
     running,
+    serving,
     tasks,
     work,
 )

@@ -1,0 +1,1 @@
+"""The webhook service (``relance serve``): providers tell Relance what prospects did."""

@@ -1,0 +1,140 @@
+"""The FastAPI application: shared limits, errors and dependencies; routes live beside it.
+
+Every endpoint answers errors as JSON ``{"error": "<what is wrong>"}`` with a 4xx code,
+refuses bodies over ``settings.max_body_bytes`` (413) before reading them whole, stores
+nothing when it refuses, and logs ids, never addresses or message bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from relance.errors import InputError, NotFoundError, RelanceError, StateError
+from relance.settings import Settings
+from relance.store import Store
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise BodyTooLargeError
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLargeError:
+            await _too_large(self.limit, send)
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    response = JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
+    await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, clock: Clock = utc_now
+) -> FastAPI:
+    """The service for these settings; tests pass their own store and clock."""
+    from relance.web import routes
+
+    app = FastAPI(
+        title="Relance webhooks",
+        description="Provider webhooks (SendGrid, Calendly, Cal.com) and one-click unsubscribe.",
+        version="1",
+    )
+    app.state.settings = settings
+    app.state.store = store or Store(settings.store_url)
+    app.state.clock = clock
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return error(422, f"{where or 'request'}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RelanceError)
+    async def _relance(_: Request, exc: RelanceError) -> JSONResponse:
+        if isinstance(exc, NotFoundError):
+            return error(404, str(exc))
+        if isinstance(exc, InputError):
+            return error(400, str(exc))
+        if isinstance(exc, StateError):
+            return error(409, str(exc))
+        logger.exception("request failed")
+        return error(503, "the store is unavailable; try again")
+
+    for router in routes.routers():
+        app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def store_of(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def now_of(request: Request) -> datetime:
+    clock: Clock = request.app.state.clock
+    return clock()
+
+
+Handler = Callable[..., Awaitable[Any]]

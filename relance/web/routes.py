@@ -1,0 +1,11 @@
+"""Every router of the service, in one list (each lives in its own module)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+
+def routers() -> list[APIRouter]:
+    from relance.web import health
+
+    return [health.router]
