@@ -1,12 +1,14 @@
 """Each sequence compiles to a Prefect flow named after its id, with one task per step.
 
 A task run performs one batch of one step's due touches; the flow runs a step's batches
-until none is due or the tick's fairness bound is reached. The Prefect UI reads like the
-YAML: flow ``outbound-2w``, task runs ``first-call``, ``resource-email``...
+until none is due, or the step has used its share of the tick's time budget, or its
+``max_batches_per_tick``: whatever is left is due again at the next tick, first in line.
+The Prefect UI reads like the YAML: flow ``outbound-2w``, task runs ``call-intro batch``...
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -27,7 +29,7 @@ def step_task(runtime: Runtime, sequence_id: str, step_id: str, channel: str) ->
 
     def perform_batch(now: datetime, limit: int) -> dict[str, Any]:
         report = runtime.dispatcher.run_step(sequence_id, step_id, now=now, limit=limit)
-        return asdict(report)
+        return {**asdict(report), "handled": report.handled}
 
     decorate = task(
         name=step_id,
@@ -47,23 +49,28 @@ def compile_sequence(sequence_id: str, runtime: Runtime) -> Flow[..., dict[str, 
     tasks: dict[str, StepTask] = {}
     settings = runtime.settings
 
-    def run_sequence(now: datetime, steps: list[tuple[str, str]]) -> dict[str, Any]:
+    def run_sequence(
+        now: datetime, steps: list[tuple[str, str]], budget_seconds: float
+    ) -> dict[str, Any]:
         summary: dict[str, Any] = {}
-        for step_id, channel in steps:
+        started = time.monotonic()
+        for index, (step_id, channel) in enumerate(steps):
             if step_id not in tasks:
                 tasks[step_id] = step_task(runtime, sequence_id, step_id, channel)
             totals: dict[str, Any] = {}
-            for _ in range(settings.max_batches_per_tick):
+            # Each step gets its share of what is left, so one step cannot starve the next.
+            remaining = budget_seconds - (time.monotonic() - started)
+            step_deadline = time.monotonic() + remaining / (len(steps) - index)
+            for batch in range(settings.max_batches_per_tick):
+                if batch and time.monotonic() >= step_deadline:
+                    break
                 report = tasks[step_id](now, settings.batch_size)
                 for name, value in report.items():
                     if isinstance(value, int):
                         totals[name] = totals.get(name, 0) + value
                     elif isinstance(value, list):
                         totals.setdefault(name, []).extend(value)
-                handled = sum(
-                    report[k] for k in ("sent", "tasks", "failed", "retried", "skipped", "deferred")
-                )
-                if handled < settings.batch_size:
+                if report["handled"] < settings.batch_size:
                     break
             summary[step_id] = totals
         return summary

@@ -9,7 +9,11 @@ core's results and errors:
     401, 403                  TransientChannelError: the API key or sender identity is wrong,
                               which an operator fixes; the messages themselves are fine
     other 4xx                 PermanentChannelError with SendGrid's error messages
-    timeout, connection lost  TransientChannelError
+    connection refused,       TransientChannelError: the request never reached SendGrid
+    timeout while connecting
+    timeout or connection     UnconfirmedChannelError: the request went out, the answer
+    lost while waiting for    never came; SendGrid may have accepted it, so it is not
+    the answer                resent (relance/recovery.py settles it from the events)
 
 The ids of the touchpoint travel as `custom_args` of the personalization (SendGrid echoes
 them in every event); the schema only allows a string for the top-level `custom_args`.
@@ -55,7 +59,12 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from relance.errors import ChannelError, PermanentChannelError, TransientChannelError
+from relance.errors import (
+    ChannelError,
+    PermanentChannelError,
+    TransientChannelError,
+    UnconfirmedChannelError,
+)
 from relance.outbound import OutboundEmail, SendResult, send_concurrently, tracking_args
 
 PROVIDER = "sendgrid"
@@ -172,9 +181,14 @@ class SendGridSender:
             response = client.send(body)
         except HTTPError as error:
             raise self._error_for(message, error) from None
-        except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, resets
+        except URLError as error:  # refused, or cut while connecting or sending the request
             raise TransientChannelError(
                 f"touchpoint {message.touchpoint_id}: SendGrid unreachable: {_reason(error)}"
+            ) from error
+        except (OSError, http.client.HTTPException) as error:  # sent, then no answer
+            raise UnconfirmedChannelError(
+                f"touchpoint {message.touchpoint_id}: no answer from SendGrid after the request "
+                f"was sent ({_reason(error)}): it may have been accepted"
             ) from error
         return SendResult(
             provider=PROVIDER, provider_message_id=response.headers.get("X-Message-Id")

@@ -12,10 +12,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from relance.engine import (
     EnrollmentState,
@@ -32,9 +42,12 @@ from relance.prospect import Prospect
 from relance.spec import Channel, Sequence
 from relance.store import Store
 from relance.tables import deliveries, enrollments, prospects, suppressions, touchpoints
+from relance.throttle import Caps, SendLog, next_allowed, recipient_domain
 from relance.workdays import work_calendar
 
 MAX_ATTEMPTS = 5
+THROTTLE_LOCK = 7_215_001
+"""PostgreSQL advisory lock serializing throttled claims."""
 RETRY_BASE_SECONDS = 30.0
 
 
@@ -79,15 +92,20 @@ class Outcome:
 
     touchpoint_id: int
     status: str
-    """sent | failed | retry"""
+    """sent | failed | retry | unknown (the provider may have it: see relance/recovery.py)"""
     provider: str
     provider_message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
 
 
+def _not_held() -> ColumnElement[bool]:
+    """A paused enrollment holds its chase; its booking touches (a cancellation) still go."""
+    return or_(enrollments.c.status != Status.PAUSED.value, touchpoints.c.meeting_id.is_not(None))
+
+
 def due_groups(store: Store, now: datetime) -> list[DueGroup]:
-    """Which steps have touches due at ``now`` (paused enrollments excluded)."""
+    """Which steps have touches due at ``now`` (paused chases excluded)."""
     query = (
         select(
             touchpoints.c.sequence_id,
@@ -99,21 +117,21 @@ def due_groups(store: Store, now: datetime) -> list[DueGroup]:
         .where(
             touchpoints.c.status == "planned",
             touchpoints.c.due_at <= now,
-            enrollments.c.status != Status.PAUSED.value,
+            _not_held(),
         )
         .group_by(touchpoints.c.sequence_id, touchpoints.c.step_id, touchpoints.c.channel)
-        .order_by(touchpoints.c.sequence_id, func.min(touchpoints.c.position))
+        .order_by(func.min(touchpoints.c.due_at), touchpoints.c.sequence_id)
     )
     with store.reading() as connection:
         return [DueGroup(row[0], row[1], row[2], int(row[3])) for row in connection.execute(query)]
 
 
 def next_due(store: Store) -> datetime | None:
-    """The earliest due time among planned touches of enrollments that are not paused."""
+    """The earliest due time among planned touches, paused chases excluded."""
     query = (
         select(func.min(touchpoints.c.due_at))
         .join(enrollments, enrollments.c.id == touchpoints.c.enrollment_id)
-        .where(touchpoints.c.status == "planned", enrollments.c.status != Status.PAUSED.value)
+        .where(touchpoints.c.status == "planned", _not_held())
     )
     with store.reading() as connection:
         value: datetime | None = connection.execute(query).scalar()
@@ -164,7 +182,7 @@ def _candidates(
                 touchpoints.c.due_at <= now,
                 touchpoints.c.sequence_id == sequence_id,
                 touchpoints.c.step_id == step_id,
-                enrollments.c.status != Status.PAUSED.value,
+                _not_held(),
             )
         )
         .order_by(touchpoints.c.due_at, touchpoints.c.id)
@@ -184,12 +202,18 @@ def claim(
     now: datetime,
     limit: int,
     claim_id: str,
+    caps: Caps | None = None,
 ) -> ClaimReport:
-    """Take up to ``limit`` due touches of one step, deciding each in this transaction."""
+    """Take up to ``limit`` due touches of one step, deciding each in this transaction.
+
+    ``caps`` are the sender's throttles (a sequence's own ``throttle`` replaces them): an
+    email over a cap waits for the first slot the cap allows, inside the send window.
+    """
     report = ClaimReport()
     with store.transaction() as connection:
         rows = _candidates(connection, store, sequence_id, step_id, now, limit)
         sending: list[int] = []
+        log: SendLog | None = None
         for row in rows:
             sequence = load_version(connection, row.sequence_version_id)
             person = prospect_from_db(row, row.deal_value, row.cycle_days)
@@ -201,7 +225,12 @@ def claim(
             )
             channel = Channel(row.channel)
             action = next_action(
-                TouchState(channel, row.due_at, booking=row.meeting_id is not None),
+                TouchState(
+                    channel,
+                    row.due_at,
+                    booking=row.meeting_id is not None,
+                    withdrawal="@cancel-" in row.key,  # key formats: relance/tables.py
+                ),
                 EnrollmentState(
                     Status(row.enrollment_status),
                     row.enrollment_reason,
@@ -211,6 +240,16 @@ def claim(
                 now,
                 calendar.next_slot,
             )
+            effective = sequence_caps(sequence, caps or Caps())
+            if isinstance(action, Send) and channel is Channel.EMAIL and effective.active:
+                if log is None:
+                    log = _send_log(connection, store, now)
+                domain = recipient_domain(person.email)
+                allowed, cap = next_allowed(effective, log, domain, now)
+                if allowed > now:
+                    action = Wait(calendar.next_slot(allowed), f"{cap} reached")
+                else:
+                    log.note(now, domain)
             if isinstance(action, Send):
                 sending.append(row.id)
                 report.claimed.append(
@@ -267,8 +306,68 @@ def claim(
     return report
 
 
+def sequence_caps(sequence: Sequence, default: Caps) -> Caps:
+    """The caps for a sequence's emails: its own ``throttle`` if it has one."""
+    own = sequence.throttle
+    if own is None:
+        return default
+    spacing = own.min_spacing
+    return Caps(
+        hourly_cap=own.hourly_cap,
+        daily_cap=own.daily_cap,
+        min_spacing=spacing.as_timedelta() if spacing else timedelta(0),
+        domain_daily_cap=own.domain_daily_cap,
+    )
+
+
+def _send_log(connection: Connection, store: Store, now: datetime) -> SendLog:
+    """The sender's emails of the last 24 hours (claimed, whatever became of them)."""
+    if store.skip_locked:
+        # Throttled claims take turns, so that two dispatchers cannot both fill the cap.
+        connection.execute(select(func.pg_advisory_xact_lock(THROTTLE_LOCK)))
+    log = SendLog()
+    query = (
+        select(touchpoints.c.claimed_at, prospects.c.email)
+        .join(enrollments, enrollments.c.id == touchpoints.c.enrollment_id)
+        .join(prospects, prospects.c.id == enrollments.c.prospect_id)
+        .where(
+            touchpoints.c.channel == Channel.EMAIL.value,
+            touchpoints.c.status.in_(["sending", "sent", "unknown"]),
+            touchpoints.c.claimed_at > now - timedelta(days=1),
+        )
+    )
+    for claimed_at, email in connection.execute(query):
+        log.note(claimed_at, recipient_domain(email))
+    return log
+
+
+def queued_sends(store: Store, start: datetime, end: datetime) -> SendLog:
+    """Emails sent or planned between ``start`` and ``end``: the queue a new plan joins."""
+    log = SendLog()
+    when = func.coalesce(touchpoints.c.claimed_at, touchpoints.c.due_at)
+    query = (
+        select(when.label("at"), prospects.c.email)
+        .join(enrollments, enrollments.c.id == touchpoints.c.enrollment_id)
+        .join(prospects, prospects.c.id == enrollments.c.prospect_id)
+        .where(
+            touchpoints.c.channel == Channel.EMAIL.value,
+            touchpoints.c.status.in_(["planned", "sending", "sent", "unknown"]),
+            when >= start,
+            when <= end,
+        )
+    )
+    with store.reading() as connection:
+        for row in connection.execute(query):
+            at = row.at if isinstance(row.at, datetime) else datetime.fromisoformat(str(row.at))
+            log.note(
+                at.replace(tzinfo=UTC) if at.tzinfo is None else at, recipient_domain(row.email)
+            )
+    return log
+
+
 def record(store: Store, claim_id: str, outcomes: list[Outcome], now: datetime) -> None:
-    """Close claimed touches: sent, failed (kept with its reason), or due again later.
+    """Close claimed touches: sent, failed (kept with its reason), due again later, or
+    ``unknown`` when the provider may have the message but did not say so.
 
     Only touches still ``sending`` under this ``claim_id`` change: recording twice, or
     after the touch was recovered, is a no-op.
@@ -292,6 +391,7 @@ def record(store: Store, claim_id: str, outcomes: list[Outcome], now: datetime) 
         sent: list[dict[str, Any]] = []
         retry: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        unknown: list[dict[str, Any]] = []
         logged: list[dict[str, Any]] = []
         for outcome in outcomes:
             if outcome.touchpoint_id not in attempts:
@@ -310,6 +410,8 @@ def record(store: Store, claim_id: str, outcomes: list[Outcome], now: datetime) 
                         "b_reason": f"retrying: {outcome.error}",
                     }
                 )
+            elif status == "unknown":
+                unknown.append({**params, "b_reason": outcome.error})
             else:
                 status = "failed"
                 failed.append({**params, "b_reason": outcome.error})
@@ -357,6 +459,15 @@ def record(store: Store, claim_id: str, outcomes: list[Outcome], now: datetime) 
                     status="failed", provider=bindparam("b_provider"), reason=bindparam("b_reason")
                 ),
                 failed,
+            )
+        if unknown:
+            connection.execute(
+                update(touchpoints)
+                .where(*owned)
+                .values(
+                    status="unknown", provider=bindparam("b_provider"), reason=bindparam("b_reason")
+                ),
+                unknown,
             )
         if logged:
             connection.execute(insert(deliveries), logged)

@@ -8,22 +8,28 @@ reminders become SDR tasks, meeting confirmations carry an ``.ics`` invitation.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
 from sqlalchemy import insert, select, update
 
-from integrations.icalendar_invite import build_invite, invite_attachment
+from integrations.icalendar_invite import build_cancel, build_invite, invite_attachment
 from relance.claims import Claimed, Outcome, claim, record
 from relance.envelope import reply_address, thread_subject, unsubscribe_headers, unsubscribe_url
-from relance.errors import ChannelError, RelanceError, TransientChannelError
-from relance.outbound import OutboundEmail, Sender, message_id_for
+from relance.errors import (
+    ChannelError,
+    RelanceError,
+    TransientChannelError,
+    UnconfirmedChannelError,
+)
+from relance.outbound import OutboundEmail, Sender, SendResult, message_id_for
 from relance.rendering import (
     Meeting,
     RenderedStep,
@@ -38,8 +44,16 @@ from relance.settings import Settings
 from relance.spec import Channel
 from relance.store import Store
 from relance.tables import meetings, tasks, touchpoints
+from relance.throttle import Caps
 
 logger = logging.getLogger(__name__)
+
+IN_TICK_RETRIES = 2
+"""Times a message the provider did not take (429, 5xx, refused) is sent again in the tick."""
+IN_TICK_BASE_SECONDS = 0.5
+"""First in-tick backoff, doubled at each retry, when the provider gives no Retry-After."""
+IN_TICK_MAX_WAIT_SECONDS = 5.0
+"""A longer Retry-After is left to a later tick (the touch is due again after it)."""
 
 
 @dataclass
@@ -54,14 +68,24 @@ class StepReport:
     retried: int = 0
     skipped: int = 0
     deferred: int = 0
+    unknown: int = 0
+    """Sent without an answer (a timeout): flagged for relance/recovery.py, not resent."""
     errors: list[str] = field(default_factory=list)
 
     @property
     def handled(self) -> int:
-        return self.sent + self.tasks + self.failed + self.retried + self.skipped + self.deferred
+        return (
+            self.sent
+            + self.tasks
+            + self.failed
+            + self.retried
+            + self.skipped
+            + self.deferred
+            + self.unknown
+        )
 
     def add(self, other: StepReport) -> None:
-        for name in ("sent", "tasks", "failed", "retried", "skipped", "deferred"):
+        for name in ("sent", "tasks", "failed", "retried", "skipped", "deferred", "unknown"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
 
@@ -79,14 +103,27 @@ class Dispatcher:
     """Performs due touches. One per process is enough; it is thread-safe."""
 
     def __init__(
-        self, store: Store, settings: Settings, email: Sender, env: jinja2.Environment
+        self,
+        store: Store,
+        settings: Settings,
+        email: Sender,
+        env: jinja2.Environment,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
+        self.sleep = sleep
         self.settings = settings
         self.email = email
         self.env = env
         self.template_sender = TemplateSender.from_settings(settings)
         self.chunk = max(1, settings.claim_chunk)
+        self.caps = Caps(
+            hourly_cap=settings.sender_hourly_cap,
+            daily_cap=settings.sender_daily_cap,
+            min_spacing=timedelta(seconds=settings.sender_min_spacing_seconds),
+            domain_daily_cap=settings.domain_daily_cap,
+        )
 
     def run_step(self, sequence_id: str, step_id: str, *, now: datetime, limit: int) -> StepReport:
         """Perform up to ``limit`` due touches of one step, a chunk at a time.
@@ -108,6 +145,7 @@ class Dispatcher:
                         now=now,
                         limit=min(self.chunk, limit - taken),
                         claim_id=claim_id,
+                        caps=self.caps,
                     )
                     taken += len(claimed.claimed) + claimed.skipped + claimed.deferred
                     report.skipped += claimed.skipped
@@ -266,24 +304,32 @@ class Dispatcher:
                 location=meeting_row.location or "",
                 join_url=meeting_row.join_url,
                 reminder="@reminder-" in touch.key,
+                rescheduled="@update-" in touch.key,
+                cancelled="@cancel-" in touch.key,
             )
         rendered = self._render(touch, meeting)
         attachments = []
-        if meeting_row is not None:  # the reminder carries the same invitation (same UID)
-            ics = build_invite(
-                uid=f"meeting-{meeting_row.id}@{self.settings.mail_domain}",
-                starts_at=meeting_row.starts_at.astimezone(ZoneInfo(zone)),
-                ends_at=meeting_row.ends_at.astimezone(ZoneInfo(zone)),
-                summary=rendered.subject or touch.sequence.name,
-                description=rendered.text or "",
-                location=meeting_row.join_url or meeting_row.location or "",
-                organizer_email=self.settings.sender_email,
-                organizer_name=self.settings.sender_name,
-                attendee_email=prospect.email,
-                attendee_name=prospect.first_name + " " + prospect.last_name,
-                now=now,
-            )
-            attachments.append(invite_attachment(ics))
+        if meeting_row is not None and meeting is not None:
+            # Reminders and updates carry the same invitation (same UID, its latest SEQUENCE);
+            # a cancellation withdraws it (relance/meetings.py).
+            calendar: dict[str, Any] = {
+                "uid": f"meeting-{meeting_row.id}@{self.settings.mail_domain}",
+                "starts_at": meeting_row.starts_at.astimezone(ZoneInfo(zone)),
+                "ends_at": meeting_row.ends_at.astimezone(ZoneInfo(zone)),
+                "summary": rendered.subject or touch.sequence.name,
+                "description": rendered.text or "",
+                "location": meeting_row.join_url or meeting_row.location or "",
+                "organizer_email": self.settings.sender_email,
+                "organizer_name": self.settings.sender_name,
+                "attendee_email": prospect.email,
+                "attendee_name": prospect.first_name + " " + prospect.last_name,
+                "now": now,
+                "sequence": meeting_row.ical_sequence,
+            }
+            if meeting.cancelled:
+                attachments.append(invite_attachment(build_cancel(**calendar), method="CANCEL"))
+            else:
+                attachments.append(invite_attachment(build_invite(**calendar)))
         subject = rendered.subject or ""
         in_reply_to = None
         references: list[str] = []
@@ -315,30 +361,48 @@ class Dispatcher:
         )
 
     def _deliver(self, batch: EmailBatch, now: datetime, report: StepReport) -> None:
-        """Send a rendered chunk and record every outcome."""
+        """Send a rendered chunk and record every outcome.
+
+        A message the provider did not take (429, 5xx, refused) is sent again up to
+        ``IN_TICK_RETRIES`` times, after a short backoff or the provider's Retry-After;
+        past that it is due again in a later tick. A message sent without an answer
+        (``UnconfirmedChannelError``) is never sent again here: it is recorded ``unknown``.
+        """
         outcomes = list(batch.failed)
-        results = (
-            self.email.send_many([message for _, message in batch.ready]) if batch.ready else []
-        )
-        for (touch, _), result in zip(batch.ready, results, strict=True):
-            if isinstance(result, ChannelError):
-                transient = isinstance(result, TransientChannelError)
-                outcomes.append(
-                    Outcome(
-                        touch.touchpoint_id,
-                        "retry" if transient else "failed",
-                        _provider(self.email),
-                        error=str(result),
-                        retry_after=getattr(result, "retry_after", None),
-                    )
-                )
-            else:
-                outcomes.append(
-                    Outcome(
-                        touch.touchpoint_id, "sent", result.provider, result.provider_message_id
-                    )
-                )
+        pending = batch.ready
+        for attempt in range(IN_TICK_RETRIES + 1):
+            results = self.email.send_many([message for _, message in pending]) if pending else []
+            again: list[tuple[Claimed, OutboundEmail]] = []
+            wait = 0.0
+            for item, result in zip(pending, results, strict=True):
+                delay = _in_tick_delay(attempt, result)
+                if delay is None:
+                    outcomes.append(self._outcome(item[0], result))
+                else:
+                    again.append(item)
+                    wait = max(wait, delay)
+            if not again:
+                break
+            self.sleep(wait)
+            pending = again
         self._record(batch.claim_id, outcomes, now, report)
+
+    def _outcome(self, touch: Claimed, result: SendResult | ChannelError) -> Outcome:
+        if isinstance(result, ChannelError):
+            if isinstance(result, UnconfirmedChannelError):
+                status = "unknown"
+            elif isinstance(result, TransientChannelError):
+                status = "retry"
+            else:
+                status = "failed"
+            return Outcome(
+                touch.touchpoint_id,
+                status,
+                _provider(self.email),
+                error=str(result),
+                retry_after=getattr(result, "retry_after", None),
+            )
+        return Outcome(touch.touchpoint_id, "sent", result.provider, result.provider_message_id)
 
     def _record(
         self, claim_id: str, outcomes: list[Outcome], now: datetime, report: StepReport
@@ -349,9 +413,20 @@ class Dispatcher:
                 report.sent += 1
             elif outcome.status == "retry":
                 report.retried += 1
+            elif outcome.status == "unknown":
+                report.unknown += 1
             else:
                 report.failed += 1
                 report.errors.append(f"touchpoint {outcome.touchpoint_id}: {outcome.error}")
+
+
+def _in_tick_delay(attempt: int, result: SendResult | ChannelError) -> float | None:
+    """Seconds before sending again in this tick, or None: record the outcome now."""
+    if not isinstance(result, TransientChannelError) or attempt >= IN_TICK_RETRIES:
+        return None
+    if result.retry_after is not None:
+        return result.retry_after if result.retry_after <= IN_TICK_MAX_WAIT_SECONDS else None
+    return float(IN_TICK_BASE_SECONDS * 2**attempt)
 
 
 def _provider(sender: Sender) -> str:

@@ -82,6 +82,9 @@ class TouchState:
     due_at: datetime
     booking: bool
     """True for touches created by a booking (meeting confirmation and its reminder)."""
+    withdrawal: bool = False
+    """True for the notice withdrawing a cancelled meeting's invitation: it goes out whatever
+    became of the enrollment, so that no dead invitation stays in the prospect's calendar."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ def next_action(
         Channel.MEETING_CONFIRMATION,
     ):
         return Skip(f"suppressed: {enrollment.suppressed_reason}")
+    if touch.withdrawal:
+        return Send() if touch.due_at <= now else Wait(touch.due_at, "not due yet")
     if enrollment.status is Status.BOOKED:
         if touch.booking:
             return Send() if touch.due_at <= now else Wait(touch.due_at, "not due yet")

@@ -6,12 +6,16 @@ its message and exits non-zero, never a traceback.
     │   ├── SequenceError          a sequence file does not load or validate (carries problems)
     │   ├── ProspectError          a prospect, CSV row or column is wrong
     │   ├── RenderError            a template is missing, does not parse or does not render
-    │   └── NotFoundError          no such sequence, step, prospect or task
+    │   ├── NotFoundError          no such sequence, step, prospect or task
+    │   └── SignatureError         a webhook's signature is missing, wrong or stale (403)
     ├── StateError                 the action does not fit the enrollment's state
     ├── StoreError                 the store cannot be reached or migrated
     └── ChannelError               a channel could not deliver
         ├── PermanentChannelError  the provider refused (4xx): never retried
-        └── TransientChannelError  try again later (429, 5xx, timeout, connection)
+        ├── TransientChannelError  the provider did not take it: try again later (429, 5xx,
+        │                          connection refused)
+        └── UnconfirmedChannelError  the request went out but no answer came back (timeout,
+                                   connection lost): it may have been accepted, never resent
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class NotFoundError(InputError):
     """No such sequence, step, prospect or task."""
 
 
+class SignatureError(InputError):
+    """A webhook request whose signature is missing, malformed, wrong or too old."""
+
+
 class StateError(RelanceError):
     """The requested action does not fit the current state."""
 
@@ -69,3 +77,9 @@ class TransientChannelError(ChannelError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class UnconfirmedChannelError(ChannelError):
+    """The request reached the provider but its answer did not come back: the message may
+    have been accepted. The touch is flagged ``unknown`` and settled from the provider's
+    events (``relance.recovery``), never resent blindly."""

@@ -19,7 +19,8 @@ The render context is a contract: every channel renders with exactly these names
     meeting          None, except on meeting_confirmation steps:
                      {"starts_at", "ends_at"} as aware datetimes in the prospect's zone,
                      "duration_minutes", "timezone" (IANA name), "location", "join_url"
-                     (both may be "" / None).
+                     (both may be "" / None), and which mail this is: "reminder",
+                     "rescheduled" (the meeting moved), "cancelled" (booleans).
     unsubscribe_url  The link every email carries.
     locale           The language being rendered ("fr", "en"), used by the filters.
 
@@ -85,6 +86,10 @@ class Meeting:
     join_url: str | None = None
     reminder: bool = False
     """True for the reminder sent before the meeting, False for the confirmation."""
+    rescheduled: bool = False
+    """True for the updated invitation sent when the meeting moved."""
+    cancelled: bool = False
+    """True for the notice that the meeting is cancelled (its invitation withdrawn)."""
 
     def __post_init__(self) -> None:
         if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
@@ -208,6 +213,8 @@ def meeting_context(meeting: Meeting) -> dict[str, Any]:
         "location": meeting.location,
         "join_url": meeting.join_url,
         "reminder": meeting.reminder,
+        "rescheduled": meeting.rescheduled,
+        "cancelled": meeting.cancelled,
     }
 
 

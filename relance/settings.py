@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
     )
+    max_inbound_bytes: int = Field(
+        default=30_000_000,
+        ge=1024,
+        description="Largest Inbound Parse post (a reply with its attachments; SendGrid: 30 MB).",
+    )
     out_of_office_days: int = Field(
         default=7, ge=1, description="Snooze after an auto-reply that gives no return date."
     )
@@ -114,6 +119,22 @@ class Settings(BaseSettings):
             "zoho.com",
         ],
         description="Domains never treated as a company (same-company pause).",
+    )
+
+    sender_hourly_cap: int | None = Field(
+        default=None, ge=1, description="At most this many emails per rolling hour."
+    )
+    sender_daily_cap: int | None = Field(
+        default=None, ge=1, description="At most this many emails per rolling 24 hours."
+    )
+    sender_min_spacing_seconds: float = Field(
+        default=0, ge=0, description="At least this long between two emails."
+    )
+    domain_daily_cap: int | None = Field(
+        default=None, ge=1, description="At most this many emails per recipient domain per day."
+    )
+    tick_budget_seconds: float = Field(
+        default=50, gt=0, description="A tick starts no new batch after this long."
     )
 
     batch_size: int = Field(default=500, ge=1, description="Touches one step task handles.")

@@ -377,9 +377,7 @@ def book(
                 position = sequence.steps.index(step)
                 rows.append((f"{step.id}@meeting-{meeting_id}", step.id, position, now))
                 if step.remind_before is not None:
-                    remind_at = starts_at - _as_delta(
-                        step.remind_before.amount, step.remind_before.unit
-                    )
+                    remind_at = starts_at - step.remind_before.as_timedelta()
                     if remind_at > now:
                         rows.append(
                             (f"{step.id}@reminder-{meeting_id}", step.id, position, remind_at)
@@ -403,9 +401,3 @@ def book(
                 ],
             )
         return outcome
-
-
-def _as_delta(amount: float, unit: str) -> timedelta:
-    """A wait as an absolute duration (business days count as calendar days here)."""
-    seconds = {"minutes": 60, "hours": 3600, "days": 86400, "business_days": 86400}[str(unit)]
-    return timedelta(seconds=amount * seconds)

@@ -12,7 +12,7 @@ A ``Wait`` is written as a short string: ``"0d"``, ``"2d"``, ``"4h"``, ``"30m"``
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -98,6 +98,16 @@ class Wait(BaseModel):
         if unit.startswith("h"):
             return cls(amount=amount, unit=WaitUnit.HOURS)
         return cls(amount=amount, unit=WaitUnit.MINUTES)
+
+    def as_timedelta(self) -> timedelta:
+        """The wait as an absolute duration (a business day counts as a calendar day)."""
+        seconds = {
+            WaitUnit.MINUTES: 60,
+            WaitUnit.HOURS: 3600,
+            WaitUnit.DAYS: 86400,
+            WaitUnit.BUSINESS_DAYS: 86400,
+        }[self.unit]
+        return timedelta(seconds=self.amount * seconds)
 
     def __str__(self) -> str:
         amount = int(self.amount) if self.amount == int(self.amount) else self.amount
@@ -266,6 +276,19 @@ class ExitRules(Strict):
     )
 
 
+class Throttle(Strict):
+    """Caps on the sender for this sequence's emails (instead of the settings' caps)."""
+
+    hourly_cap: int | None = Field(default=None, ge=1, description="Emails per rolling hour.")
+    daily_cap: int | None = Field(default=None, ge=1, description="Emails per rolling day.")
+    min_spacing: WaitText | None = Field(
+        default=None, description='Shortest time between two emails, e.g. "2m".'
+    )
+    domain_daily_cap: int | None = Field(
+        default=None, ge=1, description="Emails per recipient domain per rolling day."
+    )
+
+
 class Resource(Strict):
     """The useful thing an email carries (guide, case study, benchmark...)."""
 
@@ -362,6 +385,9 @@ class Sequence(Strict):
     holidays: Holidays = Field(default_factory=Holidays)
     cadence: Cadence = Field(default_factory=Cadence)
     exit: ExitRules = Field(default_factory=ExitRules)
+    throttle: Throttle | None = Field(
+        default=None, description="Sender caps for this sequence (default: the settings')."
+    )
     prospect_fields: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(
         default_factory=list,
         description="Custom prospect fields the templates use (CSV columns), "

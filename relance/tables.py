@@ -8,7 +8,10 @@ Touchpoint life cycle::
     planned ──claim──> sending ──> sent
        │                  │   └──> failed (permanent provider refusal, reason kept)
        │                  └──────> planned (transient error: due again after a backoff)
-       │                  └──────> unknown (a dispatcher died mid-send: flagged for review)
+       │                  └──────> unknown (a dispatcher died mid-send, or the provider's
+       │                             answer never came: never resent blindly; settled sent,
+       │                             failed or planned again from the provider's events by
+       │                             relance/recovery.py, else by a person: relance review)
        └──> skipped (with the reason: replied, booked, unsubscribed, stopped, suppressed...)
 """
 
@@ -84,8 +87,31 @@ prospects = Table(
     Column("locale", String(8)),
     Column("owner", String(320), nullable=False, server_default=""),
     Column("fields", _json(), nullable=False),
+    # Qualification grid, 0-3 per criterion (BANT + fit); NULL: not assessed yet.
+    Column("need", Integer),
+    Column("budget", Integer),
+    Column("authority", Integer),
+    Column("timing", Integer),
+    Column("fit", Integer),
+    # suspect | lead | prospect | mql | sql | meeting | client (every move in stage_moves)
+    Column("stage", String(20), nullable=False, server_default="lead"),
+    # cold | warm | hot as given; NULL: derived from the grid
+    Column("warmth", String(10)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+stage_moves = Table(
+    "stage_moves",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("prospect_id", Integer, ForeignKey("prospects.id"), nullable=False),
+    Column("from_stage", String(20)),
+    Column("to_stage", String(20), nullable=False),
+    Column("moved_at", UTCDateTime, nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("note", Text),
+    Index("ix_stage_moves_prospect", "prospect_id"),
 )
 
 sequence_versions = Table(
@@ -134,6 +160,8 @@ touchpoints = Table(
     Column("id", Integer, primary_key=True),
     Column("enrollment_id", Integer, ForeignKey("enrollments.id"), nullable=False),
     # step id, or "<step id>@meeting-<id>" / "<step id>@reminder-<id>" for booking-driven touches
+    # (after a reschedule "<step id>@update-<id>.<n>" / "<step id>@reminder-<id>.<n>"; after a
+    # cancellation "<step id>@cancel-<id>": see relance/meetings.py)
     Column("key", String(200), nullable=False),
     Column("step_id", String(100), nullable=False),
     Column("channel", String(30), nullable=False),
@@ -144,6 +172,8 @@ touchpoints = Table(
     Column("reason", Text),
     Column("moved", _json()),
     Column("meeting_id", Integer, ForeignKey("meetings.id")),
+    # A/B variant of the step this touch was assigned (NULL: the step has no variants)
+    Column("variant", String(40)),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("claim_id", String(64)),
     Column("claimed_at", UTCDateTime),
@@ -169,6 +199,9 @@ meetings = Table(
     Column("location", Text),
     Column("join_url", Text),
     Column("created_at", UTCDateTime, nullable=False),
+    # SEQUENCE of the latest invitation (RFC 5546): each update or cancellation sent raises it
+    Column("ical_sequence", Integer, nullable=False, server_default="0"),
+    Index("uq_meetings_source_external_id", "source", "external_id", unique=True),
 )
 
 events = Table(
@@ -188,6 +221,7 @@ events = Table(
     Column("data", _json(), nullable=False),
     Index("ix_events_prospect", "prospect_id"),
     Index("ix_events_enrollment", "enrollment_id"),
+    Index("ix_events_touchpoint", "touchpoint_id"),
 )
 
 deliveries = Table(

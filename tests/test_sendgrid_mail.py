@@ -22,7 +22,12 @@ from integrations.sendgrid_mail import (
     describe_errors,
     retry_after_from,
 )
-from relance.errors import ChannelError, PermanentChannelError, TransientChannelError
+from relance.errors import (
+    ChannelError,
+    PermanentChannelError,
+    TransientChannelError,
+    UnconfirmedChannelError,
+)
 from relance.outbound import Attachment, OutboundEmail, SendResult, message_id_for
 from tests.fakes.sendgrid_server import (
     SCHEMA_ENV,
@@ -238,12 +243,16 @@ def test_a_closed_port_is_transient() -> None:
         sender.send(email_for())
 
 
-def test_an_answer_slower_than_the_timeout_is_transient(sendgrid: FakeSendGrid) -> None:
+def test_an_answer_slower_than_the_timeout_is_unconfirmed_not_transient(
+    sendgrid: FakeSendGrid,
+) -> None:
+    """The request went out: SendGrid may have accepted it, so it must not be resent."""
     sendgrid.delay = 1.0
     sender = SendGridSender(api_key=sendgrid.api_key, host=sendgrid.url, timeout=0.2)
 
-    with pytest.raises(TransientChannelError, match=r"tp1: SendGrid unreachable: .*timed out"):
+    with pytest.raises(UnconfirmedChannelError, match=r"tp1: no answer from SendGrid .*timed out"):
         sender.send(email_for())
+    assert len(sendgrid.requests) == 1, "the fake did accept it"
 
 
 def test_an_email_with_too_many_categories_is_refused_before_sending(

@@ -10,6 +10,7 @@ from relance.cli import (  # noqa: F401
     planning,
     previewing,
     prospects,
+    review,
     running,
     serving,
     tasks,

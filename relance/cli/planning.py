@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -16,12 +17,15 @@ from rich.text import Text
 
 from relance.cadence import PlannedTouch, known, plan_touchpoints, stretch_factor
 from relance.catalog import resolve_sequence
+from relance.claims import queued_sends, sequence_caps
 from relance.cli.app import command, stderr
 from relance.errors import InputError
 from relance.prospect import Prospect
 from relance.settings import Settings
-from relance.spec import Cadence, Sequence, WaitUnit
-from relance.workdays import WEEKDAY_NAMES, known_country, resolve_local
+from relance.spec import Cadence, Channel, Sequence, WaitUnit
+from relance.store import Store
+from relance.throttle import Caps, next_allowed, recipient_domain
+from relance.workdays import WEEKDAY_NAMES, known_country, resolve_local, work_calendar
 
 PLACEHOLDER_EMAIL = "prospect@example.com"
 """``plan`` needs no real address: the plan depends on value, cycle, zone and country."""
@@ -83,11 +87,70 @@ def plan(
     if spec.holidays.country and not known_country(region):
         stderr.print(f"warning: no public holidays known for {region}", markup=False)
     began = read_start(start, zone)
-    touches = plan_touchpoints(spec, prospect, began)
+    settings = Settings()
+    touches = forecast_caps(spec, prospect, plan_touchpoints(spec, prospect, began), settings)
     if as_json:
         typer.echo(json.dumps([touch_json(touch) for touch in touches], indent=2))
         return
     print_plan(Console(highlight=False, soft_wrap=False), spec, prospect, began, touches)
+
+
+def forecast_caps(
+    sequence: Sequence, prospect: Prospect, touches: list[PlannedTouch], settings: Settings
+) -> list[PlannedTouch]:
+    """Move the emails a sender cap would hold back, given the emails already queued.
+
+    Only when caps are set (settings or the sequence's throttle) and a store exists: the
+    forecast joins the touches planned or sent in the store, as the dispatcher will.
+    """
+    caps = sequence_caps(
+        sequence,
+        Caps(
+            hourly_cap=settings.sender_hourly_cap,
+            daily_cap=settings.sender_daily_cap,
+            min_spacing=timedelta(seconds=settings.sender_min_spacing_seconds),
+            domain_daily_cap=settings.domain_daily_cap,
+        ),
+    )
+    emails = [touch for touch in touches if touch.channel is Channel.EMAIL]
+    sqlite_file = settings.data_dir / "relance.db"
+    if not caps.active or not emails or (not settings.database_url and not sqlite_file.exists()):
+        return touches
+    log = queued_sends(
+        Store(settings.store_url),
+        emails[0].due_at - timedelta(days=1),
+        emails[-1].due_at + timedelta(days=7),
+    )
+    calendar = work_calendar(
+        prospect.country or sequence.country,
+        sequence.holidays,
+        sequence.send_window,
+        prospect.timezone or sequence.timezone,
+    )
+    # ``plan`` has no real address: no recipient-domain cap applies to its placeholder.
+    domain = "" if prospect.email == PLACEHOLDER_EMAIL else recipient_domain(prospect.email)
+    forecast: list[PlannedTouch] = []
+    for touch in touches:
+        if touch.channel is Channel.EMAIL:
+            due = touch.due_at
+            allowed, cap = next_allowed(caps, log, domain, due)
+            while allowed > due:
+                due = calendar.next_slot(allowed)
+                allowed, cap_again = next_allowed(caps, log, domain, due)
+                cap = cap_again or cap
+            if due != touch.due_at:
+                reason = (
+                    f"{cap} reached by the emails already queued: moved to {due:%Y-%m-%d %H:%M} UTC"
+                )
+                touch = replace(
+                    touch,
+                    due_at=due,
+                    local_due_at=due.astimezone(ZoneInfo(prospect.timezone or sequence.timezone)),
+                    moved=[*touch.moved, reason],
+                )
+            log.note(touch.due_at, domain)
+        forecast.append(touch)
+    return forecast
 
 
 # Reading the options -----------------------------------------------------------------

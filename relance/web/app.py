@@ -36,19 +36,34 @@ class BodyTooLargeError(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``limit`` bytes, declared or streamed."""
+    """ASGI middleware: 413 for a body over the limit, declared or streamed.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    ``limits`` maps path prefixes to their own limit (Inbound Parse posts replies with
+    their attachments, up to 30 MB); every other path gets ``limit``.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.limits = limits or {}
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(scope.get("path", ""))
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit, send)
+        declared_size = (
+            int(declared) if declared and declared.isascii() and declared.isdigit() else 0
+        )
+        if declared_size > limit:
+            await _too_large(limit, send)
             return
         seen = 0
 
@@ -57,14 +72,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise BodyTooLargeError
             return message
 
         try:
             await self.app(scope, counted, send)
         except BodyTooLargeError:
-            await _too_large(self.limit, send)
+            await _too_large(limit, send)
 
 
 async def _too_large(limit: int, send: Send) -> None:
@@ -118,21 +133,29 @@ def create_app(
 
     for router in routes.routers():
         app.include_router(router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        limits={"/webhooks/sendgrid/inbound": settings.max_inbound_bytes},
+    )
     return app
 
 
-def settings_of(request: Request) -> Settings:
+# Dependencies are ``async`` (they do not block): FastAPI then calls them on the event
+# loop instead of a worker thread, which saves thread switches on every request.
+
+
+async def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def store_of(request: Request) -> Store:
+async def store_of(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def now_of(request: Request) -> datetime:
+async def now_of(request: Request) -> datetime:
     clock: Clock = request.app.state.clock
     return clock()
 

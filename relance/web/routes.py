@@ -6,6 +6,12 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from relance.web import health
+    from relance.web import bookings, health, inbound, sendgrid_events, unsubscribe
 
-    return [health.router]
+    return [
+        bookings.router,
+        health.router,
+        inbound.router,
+        sendgrid_events.router,
+        unsubscribe.router,
+    ]
