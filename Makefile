@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/var/prefect
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: demo test lint typecheck unit bench clean install
+.PHONY: demo test lint typecheck unit browser bench clean install
 
 install: $(STAMP)
 
@@ -38,7 +38,18 @@ unit: $(STAMP)
 	@mkdir -p $(PREFECT_HOME)
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-test: lint typecheck unit
+# The browser tests (tests/*browser*.py) drive Debian's chromium, installed here when missing.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "chromium is missing: the browser tests are skipped (they fail under CI=true)." >&2; \
+		echo "Install it once with: sudo apt-get install --no-install-recommends chromium" >&2; \
+	fi
+
+test: lint typecheck browser unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan.py

@@ -26,11 +26,22 @@ What a file may look like:
   country    Country, Country code, Pays
   locale     Locale, Language, Lang, Langue
   owner      Owner, Contact owner, Account owner, SDR, Propriétaire
+  need       Need, Besoin
+  budget     Budget
+  authority  Authority, Decision maker, Décideur, Autorité
+  timing     Timing, Délai, Horizon
+  fit        Fit, Adéquation
+  stage      Stage, Lifecycle stage, Étape, Étape du cycle
+  warmth     Warmth, Chaleur, Température
   ========== ==============================================================
 
 - Any other column becomes a template field under its snake_cased name ("Secteur
   d'activité" -> ``prospect.secteur_d_activite``).
 - Numbers may use a decimal comma and grouped digits: "25 000,50", "25.000,50", "25,000".
+- The qualification grid (need, budget, authority, timing, fit) is a score from 0 to 3, an
+  empty cell meaning "not assessed"; stage is a lifecycle stage (suspect, lead, prospect,
+  MQL, SQL, meeting, client) and warmth is cold, warm or hot (froid, tiède, chaud), an
+  empty cell meaning "derived from the grid" (see relance.qualification).
 """
 
 from __future__ import annotations
@@ -76,6 +87,12 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "country": ("country_code", "pays"),
     "locale": ("language", "lang", "langue"),
     "owner": ("contact_owner", "account_owner", "sdr", "proprietaire"),
+    "need": ("besoin",),
+    "authority": ("decision_maker", "decideur", "autorite"),
+    "timing": ("delai", "horizon"),
+    "fit": ("adequation",),
+    "stage": ("lifecycle_stage", "etape", "etape_du_cycle"),
+    "warmth": ("chaleur", "temperature"),
 }
 """Standard field -> the other header names (snake_cased) that mean it."""
 

@@ -11,6 +11,7 @@ invitation that parses.
 from __future__ import annotations
 
 import email
+import hashlib
 import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from sqlalchemy import select
 from relance.catalog import resolve_sequence
 from relance.claims import due_groups
 from relance.csvimport import read_contacts
+from relance.engagement import MailEvent, MailEventKind, apply_mail_events
 from relance.engine import Signal
 from relance.enrollments import enroll
 from relance.errors import RelanceError
@@ -39,7 +41,7 @@ from relance.tables import enrollments, events, prospects, tasks, touchpoints
 from relance.validation import validate_paths
 from relance.worklog import TaskOutcome, log_task_outcome
 
-TICKS_UTC = (timedelta(hours=9, minutes=30), timedelta(hours=15, minutes=30))
+TICKS_UTC = (timedelta(hours=14, minutes=30),)
 SDR_DAY_END = timedelta(hours=17)
 """When the demo's SDRs log the outcomes of the day's calls and reminders."""
 
@@ -55,8 +57,9 @@ CALL_OUTCOMES = (
 
 BOOKED_ON_THE_PHONE = frozenset({"nicolas.richard@fromagerie-lemoine.example"})
 NOT_INTERESTED = frozenset({"emilie.durand@groupe-hexa.example"})
-"""Simulated tick times each day: mid-morning for Europe, afternoon for both sides of the
-Atlantic. The deployment ticks every minute; the demo jumps to the ticks that matter."""
+"""Simulated tick times each day: 14:30 UTC is inside every sample prospect's send window
+(mid-afternoon in Europe, morning on the US east coast). The deployment ticks every
+minute; the demo jumps to one tick a day, since each flow run costs about a second."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ SCRIPT: tuple[Happening, ...] = (
 class DemoReport:
     ticks: int = 0
     flow_runs: int = 0
+    last_tick: datetime | None = None
     outcomes: Counter[str] = field(default_factory=Counter)
     enrolled: Counter[str] = field(default_factory=Counter)
     happenings: list[str] = field(default_factory=list)
@@ -108,6 +112,18 @@ def sample_contacts() -> dict[str, str]:
         cells = line.split(",")
         by_sequence[cells[index]].append(",".join(c for i, c in enumerate(cells) if i != index))
     return {sequence_id: "\n".join(rows) + "\n" for sequence_id, rows in by_sequence.items()}
+
+
+def route_leads(store: Store, settings: Settings, console: Console, start: datetime) -> None:
+    """Qualified leads from a CRM export, each routed to a sequence by routing.yaml."""
+    from relance.cli.routed import enrollment_summaries, print_routing
+    from relance.intake import route_and_enroll
+
+    text = resources.files("relance").joinpath("samples/leads.csv").read_text("utf-8")
+    console.print("   then routed qualified leads by routing.yaml (warmth and grid decide):")
+    routed = route_and_enroll(store, settings, text, start=start + timedelta(hours=8), now=start)
+    summaries = enrollment_summaries(store, routed, dry_run=False)
+    print_routing(console, routed, "routing.yaml", summaries)
 
 
 def reset(settings: Settings) -> None:
@@ -140,6 +156,46 @@ def _apply(store: Store, happening: Happening, now: datetime) -> str:
         outcome.signal.value, outcome.prospect_id, [changed[0] for changed in outcome.changed]
     )
     return f"{now:%a %d %b %H:%M} UTC  {happening.email}: {detail}"
+
+
+def simulate_engagement(store: Store, now: datetime) -> int:
+    """What SendGrid's Event Webhook would say about the emails this tick sent.
+
+    The outbox delivers nothing by itself; so that the report's rates mean something,
+    every email is delivered, about half are opened and one in eight clicked, chosen
+    deterministically from the touchpoint id. They go through the webhook's own code.
+    """
+    with store.reading() as connection:
+        sent = connection.execute(
+            select(touchpoints.c.id, prospects.c.email)
+            .join(enrollments, enrollments.c.id == touchpoints.c.enrollment_id)
+            .join(prospects, prospects.c.id == enrollments.c.prospect_id)
+            .where(
+                touchpoints.c.channel == "email",
+                touchpoints.c.status == "sent",
+                touchpoints.c.sent_at == now,
+            )
+        ).all()
+    batch: list[MailEvent] = []
+    for touchpoint_id, address in sent:
+        kinds = [MailEventKind.DELIVERED]
+        draw = hashlib.sha256(str(touchpoint_id).encode()).digest()[0] / 256
+        if draw < 0.5:
+            kinds.append(MailEventKind.OPENED)
+            if draw < 0.125:
+                kinds.append(MailEventKind.CLICKED)
+        batch.extend(
+            MailEvent(
+                external_id=f"demo:{touchpoint_id}:{kind.value}",
+                kind=kind,
+                source="demo",
+                email=address,
+                occurred_at=now + timedelta(minutes=5 * (index + 1)),
+                touchpoint_id=touchpoint_id,
+            )
+            for index, kind in enumerate(kinds)
+        )
+    return apply_mail_events(store, batch, now=now).accepted
 
 
 def work_tasks(store: Store, now: datetime, report: DemoReport, console: Console) -> None:
@@ -199,6 +255,7 @@ def run(settings: Settings, console: Console, start: datetime, days: int = 21) -
         f"[bold]2.[/] enrolled {total} sample prospects: "
         + ", ".join(f"{n} in {s}" for s, n in sorted(report.enrolled.items()))
     )
+    route_leads(store, settings, console, start)
 
     console.print(f"[bold]3.[/] running dispatch ticks from {start:%a %d %b %Y} for {days} days")
     with prefect_api() as api_url:
@@ -217,10 +274,13 @@ def run(settings: Settings, console: Console, start: datetime, days: int = 21) -
                     at = midnight + timedelta(hours=happening.hour)
                     report.happenings.append(_apply(store, happening, at))
                     console.print(f"   {report.happenings[-1]}")
-                if due_groups(store, now):
+                # Weekend ticks would only move touches to Monday: the demo skips them.
+                if midnight.weekday() < 5 and due_groups(store, now):
                     summary = dispatch(now=now)
+                    report.last_tick = now
                     report.ticks += 1
                     report.flow_runs += 1 + len(summary["sequences"])
+                    simulate_engagement(store, now)
             while pending and pending[0].day == day:
                 happening = pending.pop(0)
                 report.happenings.append(
@@ -231,6 +291,12 @@ def run(settings: Settings, console: Console, start: datetime, days: int = 21) -
                 work_tasks(store, midnight + SDR_DAY_END, report, console)
     console.print(f"   {report.ticks} ticks, {report.flow_runs} flow runs")
     summarize(store, settings, console, report)
+    from relance.cli.reporting import show_report
+
+    html = settings.data_dir / "report.html"
+    console.print("\n[bold]4.[/] the report (relance report), as the team would read it:")
+    show_report(console, store, now=start + timedelta(days=days), html=html)
+    console.print(f"HTML report: {html.resolve()}")
     return report
 
 
@@ -318,8 +384,8 @@ def check_promises(store: Store, settings: Settings, console: Console, report: D
         elif kind == "resumed" and quiet[prospect_id]:
             began, _ = quiet[prospect_id][-1]
             quiet[prospect_id][-1] = (began, at)
-        elif kind == "booked":
-            booked.add(prospect_id)
+        elif kind == "booked" and report.last_tick and at <= report.last_tick:
+            booked.add(prospect_id)  # a later booking's confirmation is due at the next tick
     breaches = [
         row
         for row in sent

@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import jinja2
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from integrations.icalendar_invite import build_cancel, build_invite, invite_attachment
 from relance.claims import Claimed, Outcome, claim, record
+from relance.enrollments import load_version
 from relance.envelope import reply_address, thread_subject, unsubscribe_headers, unsubscribe_url
 from relance.errors import (
     ChannelError,
@@ -41,10 +42,11 @@ from relance.rendering import (
 )
 from relance.rendering import Sender as TemplateSender
 from relance.settings import Settings
-from relance.spec import Channel
+from relance.spec import Channel, Sequence
 from relance.store import Store
-from relance.tables import meetings, tasks, touchpoints
+from relance.tables import events, meetings, tasks, touchpoints
 from relance.throttle import Caps
+from relance.variants import assign_variant
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,16 @@ class StepReport:
         for name in ("sent", "tasks", "failed", "retried", "skipped", "deferred", "unknown"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
+
+
+class ThreadEmail(NamedTuple):
+    """An email already sent in an enrollment, which later ones answer."""
+
+    id: int
+    step_id: str
+    variant: str | None
+    sequence: Sequence | None = None
+    """The version it was sent with, when the enrollment has moved to another since."""
 
 
 @dataclass
@@ -177,19 +189,24 @@ class Dispatcher:
             return None
         meetings_by_id = self._meetings(c.meeting_id for c in emails if c.meeting_id)
         threads = self._threads({c.enrollment_id for c in emails if c.meeting_id is None})
+        variants = self._variants(emails)
         batch = EmailBatch(claim_id)
         for touch in emails:
             try:
                 meeting_row = meetings_by_id.get(touch.meeting_id) if touch.meeting_id else None
                 thread = threads.get(touch.enrollment_id, [])
-                batch.ready.append((touch, self._build_email(touch, meeting_row, thread, now)))
+                variant = variants.get(touch.touchpoint_id)
+                email = self._build_email(touch, meeting_row, thread, now, variant)
+                batch.ready.append((touch, email))
             except (RelanceError, ValueError) as error:
                 batch.failed.append(
                     Outcome(touch.touchpoint_id, "failed", "render", error=str(error))
                 )
         return batch
 
-    def _render(self, touch: Claimed, meeting: Meeting | None) -> RenderedStep:
+    def _render(
+        self, touch: Claimed, meeting: Meeting | None, variant: str | None = None
+    ) -> RenderedStep:
         step = touch.sequence.step(touch.step_id)
         return render_step(
             self.env,
@@ -199,6 +216,7 @@ class Dispatcher:
             sender=self.template_sender,
             meeting=meeting,
             unsubscribe_url=unsubscribe_url(self.settings.public_url, touch.reply_token),
+            variant=variant,
         )
 
     def _create_tasks(
@@ -258,12 +276,58 @@ class Dispatcher:
                 for row in connection.execute(select(meetings).where(meetings.c.id.in_(wanted)))
             }
 
-    def _threads(self, enrollment_ids: set[int]) -> dict[int, list[tuple[int, str]]]:
-        """The emails already sent in each enrollment, oldest first: (touchpoint id, step id)."""
+    def _variants(self, emails: list[Claimed]) -> dict[int, str]:
+        """touchpoint id -> the A/B variant it goes out as: the one chosen when it was planned.
+
+        A touch of a step with variants but none recorded (planned before the step had
+        them) gets the prospect's own (``relance.variants``), recorded now.
+        """
+        chase = [c for c in emails if c.channel is Channel.EMAIL]
+        if not any(c.sequence.step(c.step_id).variants for c in chase):
+            return {}
+        with self.store.reading() as connection:
+            recorded: dict[int, str] = {
+                row.id: row.variant
+                for row in connection.execute(
+                    select(touchpoints.c.id, touchpoints.c.variant).where(
+                        touchpoints.c.id.in_([c.touchpoint_id for c in chase]),
+                        touchpoints.c.variant.is_not(None),
+                    )
+                )
+            }
+        missing: dict[int, str] = {}
+        for touch in chase:
+            if touch.touchpoint_id not in recorded:
+                step = touch.sequence.step(touch.step_id)
+                chosen = assign_variant(touch.sequence.id, step, touch.prospect.email)
+                if chosen is not None:
+                    missing[touch.touchpoint_id] = chosen
+        if missing:
+            with self.store.transaction() as connection:
+                connection.execute(
+                    update(touchpoints)
+                    .where(touchpoints.c.id == bindparam("b_id"), touchpoints.c.variant.is_(None))
+                    .values(variant=bindparam("b_variant")),
+                    [{"b_id": tid, "b_variant": variant} for tid, variant in missing.items()],
+                )
+        return {**recorded, **missing}
+
+    def _threads(self, enrollment_ids: set[int]) -> dict[int, list[ThreadEmail]]:
+        """The emails already sent in each enrollment, oldest first.
+
+        The first one carries the version it was sent with when ``relance migrate`` has
+        moved the enrollment since: later emails answer the subject the prospect saw.
+        """
         if not enrollment_ids:
             return {}
         query = (
-            select(touchpoints.c.enrollment_id, touchpoints.c.id, touchpoints.c.step_id)
+            select(
+                touchpoints.c.enrollment_id,
+                touchpoints.c.id,
+                touchpoints.c.step_id,
+                touchpoints.c.variant,
+                touchpoints.c.sent_at,
+            )
             .where(
                 touchpoints.c.enrollment_id.in_(enrollment_ids),
                 touchpoints.c.channel == Channel.EMAIL.value,
@@ -271,25 +335,51 @@ class Dispatcher:
             )
             .order_by(touchpoints.c.enrollment_id, touchpoints.c.sent_at, touchpoints.c.id)
         )
-        threads: dict[int, list[tuple[int, str]]] = {}
+        threads: dict[int, list[ThreadEmail]] = {}
+        started: dict[int, datetime] = {}
         with self.store.reading() as connection:
             for row in connection.execute(query):
-                threads.setdefault(row.enrollment_id, []).append((row.id, row.step_id))
+                threads.setdefault(row.enrollment_id, []).append(
+                    ThreadEmail(row.id, row.step_id, row.variant)
+                )
+                started.setdefault(row.enrollment_id, row.sent_at)
+            if not threads:
+                return threads
+            moves = connection.execute(
+                select(events.c.enrollment_id, events.c.occurred_at, events.c.data)
+                .where(events.c.enrollment_id.in_(list(threads)), events.c.kind == "migrated")
+                .order_by(events.c.occurred_at, events.c.id)
+            )
+            for move in moves:  # the first migration after the first email
+                first = threads[move.enrollment_id][0]
+                version = (move.data or {}).get("from_version_id")
+                after = move.occurred_at >= started[move.enrollment_id]
+                if first.sequence is None and after and version is not None:
+                    sent_with = load_version(connection, int(version))
+                    threads[move.enrollment_id][0] = first._replace(sequence=sent_with)
         return threads
 
-    def _first_subject(self, touch: Claimed, step_id: str) -> str:
-        """The subject the prospect saw on the first email of the thread."""
-        sequence, prospect = touch.sequence, touch.prospect
-        first = sequence.step(step_id)
+    def _first_subject(self, touch: Claimed, first_email: ThreadEmail) -> str:
+        """The subject the prospect saw on the first email of the thread (its variant's)."""
+        sequence, prospect = first_email.sequence or touch.sequence, touch.prospect
+        first = sequence.step(first_email.step_id)
         locale = template_locale(sequence, prospect)
         context = render_context(
             sequence, first, prospect, sender=self.template_sender, locale=locale
         )
-        subject = first.templates.subject or ""
+        try:
+            subject = first.templates_for(first_email.variant).subject or ""
+        except KeyError:  # a variant that is no longer in this version: the step's own
+            subject = first.templates.subject or ""
         return " ".join(render_template(self.env, template_name(subject, locale), context).split())
 
     def _build_email(
-        self, touch: Claimed, meeting_row: Any, thread: list[tuple[int, str]], now: datetime
+        self,
+        touch: Claimed,
+        meeting_row: Any,
+        thread: list[ThreadEmail],
+        now: datetime,
+        variant: str | None = None,
     ) -> OutboundEmail:
         prospect = touch.prospect
         settings = self.settings
@@ -307,7 +397,7 @@ class Dispatcher:
                 rescheduled="@update-" in touch.key,
                 cancelled="@cancel-" in touch.key,
             )
-        rendered = self._render(touch, meeting)
+        rendered = self._render(touch, meeting, variant)
         attachments = []
         if meeting_row is not None and meeting is not None:
             # Reminders and updates carry the same invitation (same UID, its latest SEQUENCE);
@@ -334,9 +424,9 @@ class Dispatcher:
         in_reply_to = None
         references: list[str] = []
         if thread and step.channel is Channel.EMAIL and not step.new_thread:
-            references = [message_id_for(str(tp), settings.mail_domain) for tp, _ in thread]
+            references = [message_id_for(str(sent.id), settings.mail_domain) for sent in thread]
             in_reply_to = references[0]
-            subject = thread_subject(self._first_subject(touch, thread[0][1]))
+            subject = thread_subject(self._first_subject(touch, thread[0]))
         return OutboundEmail(
             touchpoint_id=str(touch.touchpoint_id),
             enrollment_id=str(touch.enrollment_id),

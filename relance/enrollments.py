@@ -2,7 +2,8 @@
 
 An enrollment is atomic: either every prospect given is checked and written with its
 planned touchpoints, or nothing is. Enrolled prospects keep the sequence version they
-started on; the dispatcher reads that version from the store, not the YAML file.
+started on; the dispatcher reads that version from the store, not the YAML file. The
+A/B variant of each touch is chosen here, once (``relance.variants``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import secrets
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,10 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from relance.cadence import PlannedTouch, plan_touchpoints
 from relance.engine import LIVE, Status
 from relance.errors import StoreError
+from relance.lifecycle import advance_stage, record_first_stages
 from relance.prospect import Prospect
+from relance.qualification import INITIAL_STAGE, Stage
 from relance.spec import Sequence
 from relance.store import Store
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
+from relance.variants import assign_variants
 
 CHUNK = 500
 
@@ -93,6 +97,19 @@ def load_version(connection: Connection, version_id: int) -> Sequence:
     return cached
 
 
+def prospect_zone(connection: Connection, prospect: Any) -> str:
+    """The prospect's zone, else that of its latest enrollment's sequence, else UTC."""
+    if prospect.timezone:
+        return str(prospect.timezone)
+    version = connection.execute(
+        select(enrollments.c.sequence_version_id)
+        .where(enrollments.c.prospect_id == prospect.id)
+        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return "UTC" if version is None else load_version(connection, version).timezone
+
+
 def prospect_row(prospect: Prospect, now: datetime) -> dict[str, Any]:
     return {
         "email": prospect.email,
@@ -106,6 +123,13 @@ def prospect_row(prospect: Prospect, now: datetime) -> dict[str, Any]:
         "locale": prospect.locale,
         "owner": prospect.owner,
         "fields": dict(prospect.fields),
+        "need": prospect.need,
+        "budget": prospect.budget,
+        "authority": prospect.authority,
+        "timing": prospect.timing,
+        "fit": prospect.fit,
+        "stage": (prospect.stage or INITIAL_STAGE).value,
+        "warmth": prospect.warmth.value if prospect.warmth else None,
         "created_at": now,
         "updated_at": now,
     }
@@ -134,7 +158,9 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
     """Insert new prospects and refresh known ones (by email); returns email -> id.
 
     A known prospect keeps what the new data leaves empty: enrolling someone again by
-    email alone does not erase their name, company or custom fields.
+    email alone does not erase their name, company, custom fields or scores. A new
+    prospect's first stage (the one given, else lead) is recorded as a stage move; a
+    known prospect moves to the stage given only if it is ahead (source "import").
     """
     ids: dict[str, int] = {}
     stored_fields: dict[str, dict[str, str]] = {}
@@ -154,20 +180,25 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
         values = {
             key: value
             for key, value in prospect_row(person, now).items()
-            if key not in ("created_at", "fields") and value not in ("", None)
+            if key not in ("created_at", "fields", "stage") and value not in ("", None)
         }
         given = {key: value for key, value in person.fields.items() if value != ""}
         values["fields"] = {**stored_fields[person.email], **given}
         connection.execute(update(prospects).where(prospects.c.id == ids[person.email]), values)
+        if person.stage is not None:
+            advance_stage(connection, ids[person.email], person.stage, now=now, source="import")
     new = [prospect_row(by_email[email], now) for email in emails if email not in ids]
     if new:
         result = connection.execute(
             insert(prospects).returning(
-                prospects.c.id, prospects.c.email, sort_by_parameter_order=True
+                prospects.c.id, prospects.c.email, prospects.c.stage, sort_by_parameter_order=True
             ),
             new,
         )
-        ids.update({row.email: row.id for row in result})
+        inserted = list(result)
+        ids.update({row.email: row.id for row in inserted})
+        first = {row.id: Stage(row.stage) for row in inserted}
+        record_first_stages(connection, first, now=now, source="import")
     return ids
 
 
@@ -201,8 +232,14 @@ def _live_prospect_ids(connection: Connection, sequence_id: str, ids: list[int])
 
 
 def touchpoint_rows(
-    enrollment_id: int, sequence_id: str, plan: list[PlannedTouch], now: datetime
+    enrollment_id: int,
+    sequence_id: str,
+    plan: list[PlannedTouch],
+    now: datetime,
+    variants: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
+    """The rows of planned touches; ``variants`` maps step ids to their A/B variant."""
+    chosen = variants or {}
     return [
         {
             "enrollment_id": enrollment_id,
@@ -214,6 +251,7 @@ def touchpoint_rows(
             "due_at": touch.due_at,
             "status": "planned",
             "moved": touch.moved or None,
+            "variant": chosen.get(touch.step_id),
             "created_at": now,
         }
         for touch in plan
@@ -236,6 +274,25 @@ def enroll(
 
     A prospect already active (or paused) in this sequence is not enrolled twice; an
     address on the suppression list is refused. Both are reported, not raised.
+    """
+    return enroll_groups(store, [(sequence, people)], start=start, now=now)[0]
+
+
+AfterEnroll = Callable[[Connection, list[EnrollResult]], None]
+
+
+def enroll_groups(
+    store: Store,
+    groups: list[tuple[Sequence, list[Prospect]]],
+    *,
+    start: datetime,
+    now: datetime,
+    after: AfterEnroll | None = None,
+) -> list[EnrollResult]:
+    """Enroll each group of people in its sequence, every group in ONE transaction.
+
+    ``after(connection, results)`` runs in that transaction too (stage moves, say): if it
+    fails, nothing is enrolled.
 
     Two enrollments of the same prospects at once (PostgreSQL lets them overlap) collide
     on a unique key: the one that loses is rolled back and runs again, and then reports
@@ -244,7 +301,14 @@ def enroll(
     attempt = 1
     while True:
         try:
-            return _enroll_once(store, sequence, people, start=start, now=now)
+            with store.transaction() as connection:
+                results = [
+                    enroll_within(connection, sequence, people, start=start, now=now)
+                    for sequence, people in groups
+                ]
+                if after is not None:
+                    after(connection, results)
+            return results
         except IntegrityError as error:
             if attempt == ENROLL_ATTEMPTS:
                 raise StoreError(
@@ -253,57 +317,58 @@ def enroll(
             attempt += 1
 
 
-def _enroll_once(
-    store: Store,
+def enroll_within(
+    connection: Connection,
     sequence: Sequence,
     people: list[Prospect],
     *,
     start: datetime,
     now: datetime,
 ) -> EnrollResult:
+    """``enroll`` inside a transaction the caller holds."""
     result = EnrollResult()
-    with store.transaction() as connection:
-        version_id = save_version(connection, sequence, now)
-        suppressed = suppressed_among(connection, (person.email for person in people))
-        result.suppressed = [p.email for p in people if p.email in suppressed]
-        candidates = [p for p in people if p.email not in suppressed]
-        ids = save_prospects(connection, candidates, now)
-        live = _live_prospect_ids(connection, sequence.id, list(ids.values()))
-        seen: set[str] = set()
-        plans: list[tuple[Prospect, dict[str, Any]]] = []
-        for person in candidates:
-            if ids[person.email] in live or person.email in seen:
-                result.already_active.append(person.email)
-                continue
-            seen.add(person.email)
-            plans.append(
-                (
-                    person,
-                    {
-                        "prospect_id": ids[person.email],
-                        "sequence_id": sequence.id,
-                        "sequence_version_id": version_id,
-                        "status": Status.ACTIVE.value,
-                        "deal_value": person.deal_value,
-                        "cycle_days": person.cycle_days,
-                        "reply_token": secrets.token_hex(12),
-                        "enrolled_at": now,
-                        "updated_at": now,
-                    },
-                )
+    version_id = save_version(connection, sequence, now)
+    suppressed = suppressed_among(connection, (person.email for person in people))
+    result.suppressed = [p.email for p in people if p.email in suppressed]
+    candidates = [p for p in people if p.email not in suppressed]
+    ids = save_prospects(connection, candidates, now)
+    live = _live_prospect_ids(connection, sequence.id, list(ids.values()))
+    seen: set[str] = set()
+    plans: list[tuple[Prospect, dict[str, Any]]] = []
+    for person in candidates:
+        if ids[person.email] in live or person.email in seen:
+            result.already_active.append(person.email)
+            continue
+        seen.add(person.email)
+        plans.append(
+            (
+                person,
+                {
+                    "prospect_id": ids[person.email],
+                    "sequence_id": sequence.id,
+                    "sequence_version_id": version_id,
+                    "status": Status.ACTIVE.value,
+                    "deal_value": person.deal_value,
+                    "cycle_days": person.cycle_days,
+                    "reply_token": secrets.token_hex(12),
+                    "enrolled_at": now,
+                    "updated_at": now,
+                },
             )
-        if not plans:
-            return result
-        inserted = connection.execute(
-            insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
-            [row for _, row in plans],
-        ).scalars()
-        rows: list[dict[str, Any]] = []
-        for (person, _), enrollment_id in zip(plans, inserted, strict=True):
-            plan = plan_touchpoints(sequence, person, start)
-            rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now))
-            result.enrolled.append((person.email, enrollment_id))
-        for offset in range(0, len(rows), 5 * CHUNK):
-            connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
-        result.touchpoints = len(rows)
+        )
+    if not plans:
+        return result
+    inserted = connection.execute(
+        insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
+        [row for _, row in plans],
+    ).scalars()
+    rows: list[dict[str, Any]] = []
+    for (person, _), enrollment_id in zip(plans, inserted, strict=True):
+        plan = plan_touchpoints(sequence, person, start)
+        variants = assign_variants(sequence, person.email)
+        rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
+        result.enrolled.append((person.email, enrollment_id))
+    for offset in range(0, len(rows), 5 * CHUNK):
+        connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
+    result.touchpoints = len(rows)
     return result

@@ -4,6 +4,7 @@ its message and exits non-zero, never a traceback.
     RelanceError
     ├── InputError                 bad input a user can fix
     │   ├── SequenceError          a sequence file does not load or validate (carries problems)
+    │   ├── RoutingError           routing.yaml does not load or validate (carries problems)
     │   ├── ProspectError          a prospect, CSV row or column is wrong
     │   ├── RenderError            a template is missing, does not parse or does not render
     │   ├── NotFoundError          no such sequence, step, prospect or task
@@ -33,6 +34,14 @@ class InputError(RelanceError):
 
 class SequenceError(InputError):
     """A sequence file does not load or validate."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(format_problems(problems))
+
+
+class RoutingError(InputError):
+    """A routing file does not load or validate."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems

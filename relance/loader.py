@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from relance.diagnostics import Loc, Problem, format_loc
@@ -89,55 +89,38 @@ class LoadResult:
 
 def load_sequence_file(path: Path) -> LoadResult:
     """Load ``path``; its name without the extension must be the sequence id."""
+    text = read_yaml_text(path)
+    if isinstance(text, Problem):
+        return LoadResult(None, [text])
+    return load_sequence_text(text, file=str(path), stem=path.stem)
+
+
+def read_yaml_text(path: Path) -> str | Problem:
+    """The text of a YAML file (UTF-8, byte-order mark dropped), or why it cannot be read."""
     file = str(path)
     try:
         raw = path.read_bytes()
     except OSError as error:
         reason = error.strerror or str(error)
-        return LoadResult(None, [Problem(file, 1, 1, "(file)", f"cannot read the file: {reason}")])
+        return Problem(file, 1, 1, "(file)", f"cannot read the file: {reason}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        return LoadResult(None, [encoding_problem(file, raw, error)])
-    return load_sequence_text(text.removeprefix("\ufeff"), file=file, stem=path.stem)
+        return encoding_problem(file, raw, error)
+    return text.removeprefix("\ufeff")
+
+
+SEQUENCE_KEYS = "id, name and steps"
 
 
 def load_sequence_text(text: str, file: str, stem: str) -> LoadResult:
     """Load a sequence from ``text``; ``file`` names it in problems, ``stem`` is its id."""
-    builder = _Builder(file)
-    try:
-        data = builder.build_document(text)
-    except _Abort as abort:
-        return LoadResult(None, [abort.problem])
-    source_map = SourceMap(builder.values, builder.keys, builder.plain)
-    problems = builder.problems
-    if data is _EMPTY:
-        problems.append(
-            Problem(
-                file,
-                1,
-                1,
-                "(top)",
-                "expected a mapping with keys such as id, name and steps, got an empty file",
-                hint="start from an existing file in sequences/",
-            )
-        )
-        return LoadResult(None, _sorted(problems), source_map)
-    if not isinstance(data, dict):
-        top = source_map.locate(())
-        got = _describe_top(data)
-        problems.append(
-            Problem(
-                file,
-                top.line,
-                top.column,
-                "(top)",
-                f"expected a mapping with keys such as id, name and steps, got {got}",
-            )
-        )
-        return LoadResult(None, _sorted(problems), source_map)
+    document = read_mapping(text, file, SEQUENCE_KEYS, "start from an existing file in sequences/")
+    problems, source_map, data = document.problems, document.source_map, document.data
+    if data is None:
+        return LoadResult(None, problems, source_map)
 
-    explained = set(builder.explained)
+    explained = document.explained
     problems += _check_file_name(data, file, stem, source_map, explained)
     step_id_problems = _check_step_ids(data, file, source_map)
     problems += step_id_problems
@@ -146,7 +129,9 @@ def load_sequence_text(text: str, file: str, stem: str) -> LoadResult:
         sequence = Sequence.model_validate(data)
     except ValidationError as error:
         for problem in explain_validation_error(error, file, source_map, explained):
-            if step_id_problems and problem.message.startswith("duplicate step id"):
+            if step_id_problems and problem.message.startswith(
+                ("duplicate step id", "duplicate variant id")
+            ):
                 continue
             problems.append(problem)
     return LoadResult(sequence, _sorted(problems), source_map)
@@ -154,6 +139,91 @@ def load_sequence_text(text: str, file: str, stem: str) -> LoadResult:
 
 def _sorted(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file, p.line, p.column, p.path, p.message))
+
+
+# --- any YAML document validated by a model ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A YAML document read as a top-level mapping, with where each value was written.
+
+    ``data`` is None when the document is not a mapping at all (the problems say why).
+    """
+
+    data: dict[str, Any] | None
+    problems: list[Problem]
+    source_map: SourceMap
+    explained: set[Loc] = field(default_factory=set)
+    """Paths already reported, whose validation errors would only repeat the problem."""
+
+
+def read_mapping(text: str, file: str, keys: str, empty_hint: str) -> YamlDocument:
+    """Parse ``text`` into plain data with positions; ``keys`` and ``empty_hint`` word the
+    problem of an empty file or of a top level that is not a mapping."""
+    builder = _Builder(file)
+    try:
+        data = builder.build_document(text)
+    except _Abort as abort:
+        return YamlDocument(None, [abort.problem], SourceMap())
+    source_map = SourceMap(builder.values, builder.keys, builder.plain)
+    problems = builder.problems
+    expected = f"expected a mapping with keys such as {keys}"
+    if data is _EMPTY:
+        problems.append(
+            Problem(file, 1, 1, "(top)", f"{expected}, got an empty file", hint=empty_hint)
+        )
+        return YamlDocument(None, _sorted(problems), source_map)
+    if not isinstance(data, dict):
+        top = source_map.locate(())
+        got = _describe_top(data)
+        problems.append(Problem(file, top.line, top.column, "(top)", f"{expected}, got {got}"))
+        return YamlDocument(None, _sorted(problems), source_map)
+    return YamlDocument(data, problems, source_map, set(builder.explained))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ModelLoad(Generic[M]):
+    """The outcome of loading a YAML document into a model: like ``LoadResult``,
+    ``value`` is set whenever the data validates; use it only when ``ok``."""
+
+    value: M | None
+    problems: list[Problem]
+    source_map: SourceMap = field(default_factory=SourceMap)
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None and not self.problems
+
+
+def load_model_text(
+    text: str, file: str, model: type[M], *, keys: str, empty_hint: str
+) -> ModelLoad[M]:
+    """Load YAML ``text`` into ``model`` with the problems a sequence file gets: located
+    ``file:line:col``, duplicate keys, unknown keys with a "did you mean", plain wording.
+    ``keys`` names a few top-level keys for the message about an empty or odd document."""
+    document = read_mapping(text, file, keys, empty_hint)
+    if document.data is None:
+        return ModelLoad(None, document.problems, document.source_map)
+    problems = list(document.problems)
+    value: M | None = None
+    try:
+        value = model.model_validate(document.data)
+    except ValidationError as error:
+        explained = document.explained
+        problems += explain_validation_error(error, file, document.source_map, explained, model)
+    return ModelLoad(value, _sorted(problems), document.source_map)
+
+
+def load_model_file(path: Path, model: type[M], *, keys: str, empty_hint: str) -> ModelLoad[M]:
+    """``load_model_text`` on a file; a file that cannot be read or decoded is a problem."""
+    text = read_yaml_text(path)
+    if isinstance(text, Problem):
+        return ModelLoad(None, [text])
+    return load_model_text(text, str(path), model, keys=keys, empty_hint=empty_hint)
 
 
 # --- checks that need the positions of several values ---------------------------------
@@ -193,30 +263,56 @@ def _check_file_name(
 
 
 def _check_step_ids(data: dict[str, Any], file: str, source_map: SourceMap) -> list[Problem]:
+    """Duplicate step ids, and duplicate variant ids within a step, each at the duplicate."""
     steps = data.get("steps")
     if not isinstance(steps, list):
         return []
+    problems = _duplicate_ids(
+        steps,
+        ("steps",),
+        "step",
+        "every step needs its own id: reports and the Prefect UI name steps by id",
+        file,
+        source_map,
+    )
+    for index, step in enumerate(steps):
+        variants = step.get("variants") if isinstance(step, dict) else None
+        if isinstance(variants, list):
+            problems += _duplicate_ids(
+                variants,
+                ("steps", index, "variants"),
+                "variant",
+                "every variant needs its own id: touches and reports name variants by id",
+                file,
+                source_map,
+            )
+    return problems
+
+
+def _duplicate_ids(
+    items: list[Any], at: Loc, what: str, hint: str, file: str, source_map: SourceMap
+) -> list[Problem]:
     first_line: dict[str, int] = {}
     problems = []
-    for index, step in enumerate(steps):
-        step_id = step.get("id") if isinstance(step, dict) else None
-        if not isinstance(step_id, str):
+    for index, item in enumerate(items):
+        item_id = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(item_id, str):
             continue
-        loc: Loc = ("steps", index, "id")
-        at = source_map.locate(loc)
-        if step_id in first_line:
+        loc: Loc = (*at, index, "id")
+        position = source_map.locate(loc)
+        if item_id in first_line:
             problems.append(
                 Problem(
                     file,
-                    at.line,
-                    at.column,
+                    position.line,
+                    position.column,
                     format_loc(loc),
-                    f"duplicate step id {step_id!r} (first at line {first_line[step_id]})",
-                    hint="every step needs its own id: reports and the Prefect UI name steps by id",
+                    f"duplicate {what} id {item_id!r} (first at line {first_line[item_id]})",
+                    hint=hint,
                 )
             )
         else:
-            first_line[step_id] = at.line
+            first_line[item_id] = position.line
     return problems
 
 

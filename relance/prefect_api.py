@@ -8,6 +8,7 @@ reach it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,10 +24,41 @@ def prefect_api() -> Iterator[str]:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    # Relance runs offline: the local server must not try to send usage telemetry.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     server = SubprocessASGIServer()
     server.start(timeout=60)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield str(server.api_url)
+            try:
+                yield str(server.api_url)
+            finally:
+                _drain_workers()
     finally:
         server.stop()
+
+
+def _drain_workers() -> None:
+    """Send the logs and events still queued while the API is up.
+
+    Otherwise Prefect's workers try at exit, against a stopped server, and retry for
+    minutes before giving up.
+    """
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        try:
+            logs = APILogWorker.instance().drain()
+            if inspect.isawaitable(logs):
+                await logs
+        except RuntimeError:  # the log worker never started
+            pass
+        events = EventsWorker.drain_all()
+        if inspect.isawaitable(events):
+            await events
+
+    run_coro_as_sync(drain())

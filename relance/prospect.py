@@ -15,8 +15,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from relance.errors import ProspectError
+from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+QUALIFICATION_FIELDS: tuple[str, ...] = (
+    "need",
+    "budget",
+    "authority",
+    "timing",
+    "fit",
+    "stage",
+    "warmth",
+)
+"""Typed columns for qualification and routing: the grid (0-3 each), the lifecycle stage
+and the warmth (see relance.qualification). Templates do not see them: they decide whom
+to write to, not what to write."""
 
 STANDARD_FIELDS: tuple[str, ...] = (
     "email",
@@ -32,6 +46,7 @@ STANDARD_FIELDS: tuple[str, ...] = (
     "locale",
     "owner",
 )
+"""Typed columns that templates see as ``prospect.<name>``."""
 
 
 class Prospect(BaseModel):
@@ -53,6 +68,15 @@ class Prospect(BaseModel):
     country: str | None = None
     locale: str | None = None
     owner: str = ""
+    need: int | None = Field(default=None, description="Need, 0-3; None: not assessed.")
+    budget: int | None = Field(default=None, description="Budget, 0-3; None: not assessed.")
+    authority: int | None = Field(
+        default=None, description="Authority (decision maker), 0-3; None: not assessed."
+    )
+    timing: int | None = Field(default=None, description="Timing, 0-3; None: not assessed.")
+    fit: int | None = Field(default=None, description="Fit, 0-3; None: not assessed.")
+    stage: Stage | None = Field(default=None, description="Lifecycle stage; None: as stored.")
+    warmth: Warmth | None = Field(default=None, description="Given warmth; None: derived.")
     fields: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("email")
@@ -96,9 +120,24 @@ class Prospect(BaseModel):
             raise ValueError(f'expected a language code such as "fr", got {value!r}')
         return value
 
+    @field_validator("need", "budget", "authority", "timing", "fit", mode="before")
+    @classmethod
+    def _valid_score(cls, value: Any) -> int | None:
+        return parse_score(value)
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _valid_stage(cls, value: Any) -> Stage | None:
+        return parse_stage(value)
+
+    @field_validator("warmth", mode="before")
+    @classmethod
+    def _valid_warmth(cls, value: Any) -> Warmth | None:
+        return parse_warmth(value)
+
     def context(self) -> dict[str, Any]:
         """What templates see as ``prospect``: standard fields and custom fields together."""
-        data: dict[str, Any] = self.model_dump(exclude={"fields"})
+        data: dict[str, Any] = self.model_dump(exclude={"fields", *QUALIFICATION_FIELDS})
         data["full_name"] = " ".join(part for part in (self.first_name, self.last_name) if part)
         data.update(self.fields)
         return data
@@ -126,8 +165,10 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
 
     Column names are matched loosely ("First Name" is ``first_name``); standard columns
     are typed (``deal_value`` accepts "25000", "25 000 €", "25,000", "25.000,50" or
-    "25000,5": a comma or dot followed by exactly three digits groups thousands); every
-    other column goes to ``fields``. A bad value raises ProspectError naming its column.
+    "25000,5": a comma or dot followed by exactly three digits groups thousands), and so
+    are the qualification columns (need, budget, authority, timing, fit: 0-3; stage;
+    warmth); every other column goes to ``fields``. A bad value raises ProspectError
+    naming its column.
     """
     standard: dict[str, Any] = {}
     custom: dict[str, str] = {}
@@ -137,7 +178,7 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
             continue
         key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
         value = (raw or "").strip()
-        if key not in STANDARD_FIELDS:
+        if key not in STANDARD_FIELDS and key not in QUALIFICATION_FIELDS:
             custom[key] = value
         elif key in ("deal_value", "cycle_days") and value:
             try:

@@ -256,8 +256,20 @@ def render_step(
     meeting: Meeting | None = None,
     unsubscribe_url: str = PREVIEW_UNSUBSCRIBE_URL,
     locale: str | None = None,
+    variant: str | None = None,
 ) -> RenderedStep:
-    """Render every part of ``step`` for ``prospect``; RenderError says which file failed."""
+    """Render every part of ``step`` for ``prospect``; RenderError says which file failed.
+
+    ``variant`` names one of the step's A/B variants, whose templates replace the step's
+    (None: the step's own templates).
+    """
+    try:
+        templates = step.templates_for(variant)
+    except KeyError:
+        known = ", ".join(v.id for v in step.variants) or "none"
+        raise RenderError(
+            f"no variant {variant!r} in step {step.id} of {sequence.id} (variants: {known})"
+        ) from None
     if locale is None:
         locale = template_locale(sequence, prospect)
     elif locale not in sequence.all_locales:
@@ -276,7 +288,7 @@ def render_step(
     )
     rendered = {
         part: render_template(env, template_name(path, locale), context)
-        for part, path in step.templates.parts().items()
+        for part, path in templates.parts().items()
     }
     if "subject" in rendered:
         rendered["subject"] = " ".join(rendered["subject"].split())
@@ -343,20 +355,30 @@ def sample_prospect(sequence: Sequence, base: Prospect = SAMPLE_PROSPECT) -> Pro
 def check_templates(sequence: Sequence, templates_dir: Path) -> list[Finding]:
     """Every problem in the templates of ``sequence``, located at the step part naming them.
 
-    For each step, part and locale: the file exists and parses (and so do the templates
-    it includes, imports or extends); every ``prospect.<field>`` it uses is a standard
-    field or declared in ``prospect_fields``; it uses no name outside the render context
-    (``meeting`` only on meeting_confirmation steps); and it renders for the sample
-    prospect, so that nothing else is undefined.
+    For each step, part and locale, and each part an A/B variant writes instead (located
+    at the variant): the file exists and parses (and so do the templates it includes,
+    imports or extends); every ``prospect.<field>`` it uses is a standard field or declared
+    in ``prospect_fields``; it uses no name outside the render context (``meeting`` only on
+    meeting_confirmation steps); and it renders for the sample prospect, so that nothing
+    else is undefined.
     """
     env = template_environment(templates_dir)
     findings: list[Finding] = []
     for index, step in enumerate(sequence.steps):
-        for part, path in step.templates.parts().items():
-            loc: Loc = ("steps", index, "templates", part)
-            for locale in sequence.all_locales:
-                issues = _check_template(env, sequence, step, template_name(path, locale), locale)
-                findings.extend(Finding(loc, message, hint) for message, hint in issues)
+        named: list[tuple[Loc, dict[str, str]]] = [
+            (("steps", index, "templates"), step.templates.parts()),
+            *(
+                (("steps", index, "variants", number, "templates"), variant.templates.parts())
+                for number, variant in enumerate(step.variants)
+            ),
+        ]
+        for where, parts in named:
+            for part, path in parts.items():
+                loc: Loc = (*where, part)
+                for locale in sequence.all_locales:
+                    name = template_name(path, locale)
+                    issues = _check_template(env, sequence, step, name, locale)
+                    findings.extend(Finding(loc, message, hint) for message, hint in issues)
     return list(dict.fromkeys(findings))
 
 

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Calendly signatures older than this are refused."
     )
     calcom_secret: str | None = None
+    sdr_token: str | None = Field(
+        default=None,
+        description="Token to log in to the SDR page (/sdr); without it the page answers 403.",
+    )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
     )

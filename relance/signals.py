@@ -19,6 +19,8 @@ from relance.cadence import plan_touchpoints
 from relance.engine import LIVE, SUPPRESSING, Signal, Status, Transition, apply_signal
 from relance.enrollments import load_version, prospect_from_db
 from relance.errors import InputError, NotFoundError, StateError
+from relance.lifecycle import advance_stage
+from relance.qualification import Stage
 from relance.spec import Channel
 from relance.store import Store
 from relance.tables import enrollments, events, meetings, prospects, suppressions, touchpoints
@@ -312,7 +314,8 @@ def book(
 
     The confirmation (and its reminder before the meeting, if the step asks for one)
     comes from the most recently enrolled live sequence that has a meeting_confirmation
-    step; every live enrollment of the prospect stops chasing.
+    step; every live enrollment of the prospect stops chasing. The prospect's stage moves
+    to meeting (never back, if it was further already).
     """
     if starts_at.tzinfo is None:
         raise InputError("the meeting time needs a time zone offset, e.g. 2026-12-01T10:00+01:00")
@@ -340,6 +343,7 @@ def book(
         ):
             outcome.duplicate = True
             return outcome
+        advance_stage(connection, prospect.id, Stage.MEETING, now=now, source="booking")
         confirmed = False
         for enrollment in targets:
             transition = apply_signal(Status(enrollment.status), Signal.BOOKED)

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -309,6 +310,53 @@ class StepTemplates(Strict):
         return {name: path for name, path in self.model_dump().items() if path is not None}
 
 
+class VariantTemplates(Strict):
+    """What a variant writes differently; the parts it leaves out are the step's own."""
+
+    subject: str | None = Field(default=None, description="Email subject instead of the step's.")
+    html: str | None = Field(default=None, description="Email HTML body instead of the step's.")
+    text: str | None = Field(
+        default=None, description="Email plain-text body instead of the step's."
+    )
+
+    @model_validator(mode="after")
+    def _body_whole(self) -> VariantTemplates:
+        if (self.html is None) != (self.text is None):
+            raise ValueError(
+                "expected html and text together: a variant that rewrites the body "
+                "rewrites both versions of it"
+            )
+        return self
+
+    def parts(self) -> dict[str, str]:
+        return {name: path for name, path in self.model_dump().items() if path is not None}
+
+
+class Variant(Strict):
+    """One arm of an A/B test on an email step (see ``relance.variants``)."""
+
+    id: str = Field(
+        pattern=STEP_ID_PATTERN,
+        max_length=40,
+        description="Stable id, recorded on every touch sent with this variant.",
+    )
+    weight: float = Field(
+        default=1,
+        gt=0,
+        description="Share of the prospects, relative to the other variants' weights "
+        "(50 and 50: half each).",
+    )
+    templates: VariantTemplates = Field(
+        default_factory=VariantTemplates,
+        description="Templates used instead of the step's; none: the step as written "
+        "(the control).",
+    )
+
+
+def _no_variants(variants: list[Variant]) -> bool:
+    return not variants
+
+
 REQUIRED_PARTS: dict[Channel, tuple[str, ...]] = {
     Channel.EMAIL: ("subject", "html", "text"),
     Channel.MEETING_CONFIRMATION: ("subject", "html", "text"),
@@ -339,6 +387,37 @@ class Step(Strict):
         default=None,
         description="meeting_confirmation only: also send a reminder this long before the meeting.",
     )
+    variants: list[Variant] = Field(
+        default_factory=list,
+        # Left out when empty, so that adding the key changed no stored version's digest.
+        exclude_if=_no_variants,
+        description="email only: an A/B test. Each prospect gets one variant, always the "
+        "same, in proportion to the weights.",
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_variants(cls, variants: list[Variant], info: ValidationInfo) -> list[Variant]:
+        channel = info.data.get("channel")
+        if variants and channel is not None and channel is not Channel.EMAIL:
+            raise ValueError(f"expected variants only on an email step, got a {channel} step")
+        if len(variants) == 1:
+            raise ValueError("expected at least two variants for an A/B test, got one")
+        base = info.data.get("templates")
+        seen: dict[str, Any] = {}
+        for variant in variants:
+            if variant.id in seen:
+                raise ValueError(f"duplicate variant id {variant.id!r}: variant ids must be unique")
+            parts = variant.templates.parts()
+            used = base.model_copy(update=parts) if isinstance(base, StepTemplates) else parts
+            twin = next((other for other, templates in seen.items() if templates == used), None)
+            if twin is not None:
+                raise ValueError(
+                    f"variants {twin!r} and {variant.id!r} use the same templates: "
+                    "they would test nothing"
+                )
+            seen[variant.id] = used
+        return variants
 
     @model_validator(mode="after")
     def _templates_fit_channel(self) -> Step:
@@ -353,6 +432,21 @@ class Step(Strict):
         if self.new_thread and self.channel is not Channel.EMAIL:
             raise ValueError("expected new_thread only on an email step")
         return self
+
+    def variant(self, variant_id: str) -> Variant:
+        for variant in self.variants:
+            if variant.id == variant_id:
+                return variant
+        raise KeyError(variant_id)
+
+    def templates_for(self, variant_id: str | None) -> StepTemplates:
+        """The step's templates with those of ``variant_id`` instead (None: the step's own).
+
+        Raises KeyError for a variant the step does not have.
+        """
+        if variant_id is None:
+            return self.templates
+        return self.templates.model_copy(update=self.variant(variant_id).templates.parts())
 
     @property
     def timed(self) -> bool:

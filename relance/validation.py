@@ -14,6 +14,7 @@ from relance.diagnostics import Finding, Problem, format_loc
 from relance.errors import NotFoundError
 from relance.loader import SourceMap, load_sequence_file
 from relance.rendering import check_templates
+from relance.routing import Routing, known_sequence_ids, load_routing_file
 from relance.settings import Settings
 from relance.spec import Sequence
 
@@ -72,3 +73,16 @@ def sequence_schema() -> dict[str, Any]:
         "title": "Relance sequence",
         **schema,
     }
+
+
+def validate_routing(path: Path, settings: Settings) -> list[Problem]:
+    """Every problem of a routing file, the sequences it names checked against the
+    sequences directory of ``settings``."""
+    return load_routing_file(path, known_sequence_ids(settings)).problems
+
+
+def routing_schema() -> dict[str, Any]:
+    """The JSON Schema of routing.yaml, for editors (yaml-language-server) and tools."""
+    schema = Routing.model_json_schema()
+    schema.pop("title", None)
+    return {"$schema": SCHEMA_URL, "title": "Relance routing", **schema}

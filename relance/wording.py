@@ -61,9 +61,16 @@ _EXPECTED = {
 
 
 def explain_validation_error(
-    error: ValidationError, file: str, source_map: SourceMap, explained: set[Loc]
+    error: ValidationError,
+    file: str,
+    source_map: SourceMap,
+    explained: set[Loc],
+    model: type[BaseModel] = Sequence,
 ) -> list[Problem]:
-    """One problem per pydantic error, except those under a path in ``explained``."""
+    """One problem per pydantic error, except those under a path in ``explained``.
+
+    ``model`` is the model of the whole document, whose keys the hints suggest.
+    """
     details = [
         detail
         for detail in error.errors()
@@ -73,18 +80,20 @@ def explain_validation_error(
         (*detail["loc"][:-1], suggestion)
         for detail in details
         if detail["type"] == "extra_forbidden"
-        for suggestion in [_suggestion(detail["loc"])]
+        for suggestion in [_suggestion(detail["loc"], model)]
         if suggestion
     }
     return [
-        explain_error(detail, file, source_map)
+        explain_error(detail, file, source_map, model)
         for detail in details
         # "missing 'channel'" says nothing more than "unknown key 'chanel', did you mean...".
         if not (detail["type"] == "missing" and detail["loc"] in suggested)
     ]
 
 
-def explain_error(detail: ErrorDetails, file: str, source_map: SourceMap) -> Problem:
+def explain_error(
+    detail: ErrorDetails, file: str, source_map: SourceMap, model: type[BaseModel] = Sequence
+) -> Problem:
     kind, loc, value = detail["type"], detail["loc"], detail["input"]
     context = detail.get("ctx") or {}
     got = describe(value, source_map.plain.get(loc))
@@ -92,14 +101,15 @@ def explain_error(detail: ErrorDetails, file: str, source_map: SourceMap) -> Pro
     if kind == "missing":
         parent, key = loc[:-1], loc[-1]
         at = source_map.locate(parent)
-        field = _fields(parent).get(str(key))
+        field = _fields(parent, model).get(str(key))
         hint = f"{key}: {field.description}" if field and field.description else None
         return Problem(
             file, at.line, at.column, format_loc(parent), f"missing required key {key!r}", hint
         )
     if kind == "extra_forbidden":
         at = source_map.locate_key(loc)
-        return Problem(file, at.line, at.column, format_loc(loc), "unknown key", _key_hint(loc))
+        hint = _key_hint(loc, model)
+        return Problem(file, at.line, at.column, format_loc(loc), "unknown key", hint)
     if kind in ("value_error", "assertion_error"):
         message = re.sub(r"^(Value error|Assertion failed), ", "", detail["msg"])
     elif kind in ("enum", "literal_error"):
@@ -115,6 +125,9 @@ def explain_error(detail: ErrorDetails, file: str, source_map: SourceMap) -> Pro
     elif kind == "too_short":
         least = int(context.get("min_length", 1))
         message = f"expected at least {least} item{'s' if least != 1 else ''}, got {got}"
+    elif kind == "string_too_long":
+        most = int(context.get("max_length", 0))
+        message = f"expected at most {most} characters, got {len(str(value))}"
     elif kind == "float_type" and isinstance(value, int) and not isinstance(value, bool):
         message = f"expected a smaller number, got {got}"  # beyond what a float holds
     elif kind in _EXPECTED:
@@ -177,25 +190,25 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _key_hint(loc: Loc) -> str | None:
-    suggestion = _suggestion(loc)
+def _key_hint(loc: Loc, model: type[BaseModel]) -> str | None:
+    suggestion = _suggestion(loc, model)
     if suggestion:
         return f"did you mean {suggestion!r}?"
-    allowed = list(_fields(loc[:-1]))
+    allowed = list(_fields(loc[:-1], model))
     return f"allowed keys here: {', '.join(allowed)}" if allowed else None
 
 
-def _suggestion(loc: Loc) -> str | None:
+def _suggestion(loc: Loc, model: type[BaseModel]) -> str | None:
     key = str(loc[-1])
-    allowed = list(_fields(loc[:-1]))
+    allowed = list(_fields(loc[:-1], model))
     by_lower = {name.lower(): name for name in allowed}
     matches = difflib.get_close_matches(key.lower().replace("-", "_"), by_lower, n=1, cutoff=0.6)
     return by_lower[matches[0]] if matches else None
 
 
-def _fields(loc: Loc) -> dict[str, Any]:
-    """The fields of the model found at ``loc`` in a sequence, or none."""
-    annotation: Any = Sequence
+def _fields(loc: Loc, model: type[BaseModel]) -> dict[str, Any]:
+    """The fields of the model found at ``loc`` in a document of ``model``, or none."""
+    annotation: Any = model
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(part, int):

@@ -25,7 +25,7 @@ settings.load_profile(
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["store_support", "web_support"]
+pytest_plugins = ["store_support", "web_support", "sdr_support"]
 """Store fixtures (``store`` on SQLite and PostgreSQL, ``clock``): see store_support.py."""
 
 

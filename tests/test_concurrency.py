@@ -44,14 +44,17 @@ WORKERS = 2
 THREADS_PER_WORKER = 2
 
 
-def test_concurrent_dispatchers_send_every_touch_exactly_once(store: Store, tmp_path: Path) -> None:
-    """Two dispatcher processes (two dispatch loops each) work the same 2,000 due e-mails."""
+def run_dispatchers(
+    store: Store, tmp_path: Path, *, touches: int, processes: int, loops: int
+) -> list[WorkerReport]:
+    """``processes`` dispatcher processes (``loops`` dispatch loops each) work ``touches``
+    due e-mails together; asserts that every touch is sent exactly once."""
     project = write_project(tmp_path, [step("hello", "email")])
-    enroll(store, project.sequence, people(TOUCHES), start=T0, now=T0)
+    enroll(store, project.sequence, people(touches), start=T0, now=T0)
     expected = sorted(r.id for r in touch_rows(store))
     context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    reports = [tmp_path / f"worker-{n}.json" for n in range(WORKERS)]
+    barrier = context.Barrier(processes)
+    reports = [tmp_path / f"worker-{n}.json" for n in range(processes)]
     workers = [
         context.Process(
             target=dispatch_worker,
@@ -62,7 +65,7 @@ def test_concurrent_dispatchers_send_every_touch_exactly_once(store: Store, tmp_
                 T0.isoformat(),
                 str(path),
                 barrier,
-                THREADS_PER_WORKER,
+                loops,
                 0.0002,
             ),
         )
@@ -71,22 +74,43 @@ def test_concurrent_dispatchers_send_every_touch_exactly_once(store: Store, tmp_
     for worker in workers:
         worker.start()
     for worker in workers:
-        worker.join(timeout=600)
-    assert [worker.exitcode for worker in workers] == [0] * WORKERS
+        worker.join(timeout=900)
+    assert [worker.exitcode for worker in workers] == [0] * processes
 
     done = [WorkerReport.load(path) for path in reports]
     sends = [tid for report in done for tid in report.sent]
     duplicates = {tid: n for tid, n in Counter(sends).items() if n > 1}
     print(
-        f"\n[{store.dialect}] {TOUCHES} due touches, {WORKERS} processes x "
-        f"{THREADS_PER_WORKER} dispatch loops: sends per process "
-        f"{[len(report.sent) for report in done]}, duplicates {len(duplicates)}"
+        f"\n[{store.dialect}] {touches} due touches, {processes} processes x "
+        f"{loops} dispatch loops: sends per process "
+        f"{[len(report.sent) for report in done]}, duplicates {len(duplicates)}, "
+        f"left behind {len(set(expected) - set(sends))}"
     )
     assert duplicates == {}
     assert sorted(sends) == expected
     assert all(report.sent for report in done), "every process took part"
     assert {r.status for r in touch_rows(store)} == {"sent"}
-    assert count_rows(store, "deliveries") == TOUCHES
+    assert count_rows(store, "deliveries") == touches
+    return done
+
+
+def test_concurrent_dispatchers_send_every_touch_exactly_once(store: Store, tmp_path: Path) -> None:
+    """Two dispatcher processes (two dispatch loops each) work the same 2,000 due e-mails."""
+    run_dispatchers(store, tmp_path, touches=TOUCHES, processes=WORKERS, loops=THREADS_PER_WORKER)
+
+
+@pytest.mark.postgres
+def test_four_dispatchers_share_20k_touches_on_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Four dispatcher processes on PostgreSQL (SKIP LOCKED) over 20,000 due e-mails."""
+    store = Store(postgres_url)
+    wipe(store)
+    try:
+        run_dispatchers(store, tmp_path, touches=20_000, processes=4, loops=1)
+    finally:
+        wipe(store)
+        store.dispose()
 
 
 def test_a_reply_committed_before_the_claim_stops_the_touch(

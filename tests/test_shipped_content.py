@@ -160,7 +160,8 @@ def test_every_template_file_is_used_by_a_shipped_sequence() -> None:
     for sequence_id in SEQUENCE_IDS:
         sequence = load(sequence_id)
         for step in sequence.steps:
-            for path in step.templates.parts().values():
+            named = [step.templates.parts(), *(v.templates.parts() for v in step.variants)]
+            for path in (path for parts in named for path in parts.values()):
                 for locale in sequence.all_locales:
                     usage = TemplateUsage(env, locale)
                     usage.scan(template_name(path, locale))

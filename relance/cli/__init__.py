@@ -10,10 +10,13 @@ from relance.cli import (  # noqa: F401
     planning,
     previewing,
     prospects,
+    qualify,
+    reporting,
     review,
     running,
     serving,
     tasks,
+    versions,
     work,
 )
 from relance.cli.app import app

@@ -49,8 +49,13 @@ _FLAGS = {name: "--" + name.replace("_", "-") for name in STANDARD_FIELDS}
 @command("enroll")
 def enroll_command(
     sequence_ref: Annotated[
-        str, typer.Argument(metavar="SEQUENCE", help="Sequence id or path to its YAML file.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="SEQUENCE",
+            help="Sequence id or path to its YAML file (none with --route).",
+            show_default=False,
+        ),
+    ] = None,
     email: Annotated[str | None, typer.Option(help="The prospect's email address.")] = None,
     csv_file: Annotated[
         Path | None,
@@ -91,6 +96,20 @@ def enroll_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check everything, write nothing.")
     ] = False,
+    route: Annotated[
+        bool,
+        typer.Option(
+            "--route", help="Route each CSV row to its sequence by routing.yaml, and say why."
+        ),
+    ] = False,
+    routing_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--routing",
+            help="The routing file (default: routing.yaml in the project).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     now: NowOption = None,
 ) -> None:
@@ -109,12 +128,50 @@ def enroll_command(
 
     Example: [bold]relance enroll outbound-2w --csv contacts.csv --dry-run[/bold]
 
+    With --route (and no SEQUENCE), routing.yaml chooses each row's sequence from its
+    qualification columns (need, budget, authority, timing, fit: 0-3; warmth; stage):
+    one line per row says where it goes and why, then every sequence's group is
+    enrolled in one transaction.
+
     Example: [bold]relance enroll outbound-2w --email ana@example.com --first-name Ana
     --company Acme --field industry=retail[/bold]
+
+    Example: [bold]relance enroll --route --csv leads.csv --dry-run[/bold]
     """
     if (email is None) == (csv_file is None):
         raise InputError("give either --email (one prospect) or --csv FILE (a CRM export)")
     settings = Settings()
+    details = {
+        "--first-name": first_name, "--last-name": last_name, "--company": company,
+        "--title": title, "--phone": phone, "--deal-value": deal_value,
+        "--cycle-days": cycle_days, "--timezone": timezone, "--country": country,
+        "--locale": locale, "--owner": owner, "--field": field,
+    }  # fmt: skip
+    if route or routing_file is not None:
+        if not route:
+            raise InputError("--routing goes with --route")
+        if sequence_ref is not None:
+            raise InputError("--route chooses each row's sequence: give no SEQUENCE")
+        if csv_file is None:
+            raise InputError("--route routes the rows of a CRM export: give --csv FILE")
+        from relance.cli.routed import enroll_routed  # routed.py builds on this module
+
+        _refuse_details(details)
+        moment = read_now(now)
+        enroll_routed(
+            open_store(settings),
+            settings,
+            csv_file,
+            routing_file=routing_file,
+            start=parse_instant(start, "--start") if start else moment,
+            now=moment,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            as_json=as_json,
+        )
+        return
+    if sequence_ref is None:
+        raise InputError("give the SEQUENCE to enroll in, or --route to let routing.yaml choose")
     sequence = resolve_sequence(sequence_ref, settings)
     moment = read_now(now)
     begin = parse_instant(start, "--start", sequence.timezone) if start else moment
@@ -130,17 +187,7 @@ def enroll_command(
         people = [prospect_from_options(options, field or [], sequence)]
         contacts = Contacts("", [], total=1)
     else:
-        options_given = [
-            flag for flag, value in (
-                ("--first-name", first_name), ("--last-name", last_name),
-                ("--company", company), ("--title", title), ("--phone", phone),
-                ("--deal-value", deal_value), ("--cycle-days", cycle_days),
-                ("--timezone", timezone), ("--country", country), ("--locale", locale),
-                ("--owner", owner), ("--field", field),
-            ) if value
-        ]  # fmt: skip
-        if options_given:
-            raise InputError(f"{', '.join(options_given)}: give prospect details in the CSV file")
+        _refuse_details(details)
         contacts = check_file(csv_file, sequence)
         if contacts.errors and not skip_invalid:
             _print_errors(contacts)
@@ -169,6 +216,13 @@ def enroll_command(
     if contacts.errors:
         _print_errors(contacts)
     typer.echo(format_enrollment(report, single))
+
+
+def _refuse_details(details: dict[str, str | list[str] | None]) -> None:
+    """With --csv, the prospect options must be unset: the file gives the details."""
+    given = [flag for flag, value in details.items() if value]
+    if given:
+        raise InputError(f"{', '.join(given)}: give prospect details in the CSV file")
 
 
 def prospect_from_options(

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from relance.cli.app import command
 from relance.cli.console import NowOption, format_instant, open_store, parse_instant, read_now
 from relance.engine import Signal
-from relance.enrollments import load_version
+from relance.enrollments import prospect_zone
 from relance.errors import InputError
 from relance.notify import emit_prospect_event
 from relance.signals import SignalOutcome, book, find_prospect, record_signal
@@ -35,19 +35,6 @@ SequenceOption = Annotated[
 
 
 # --- shared --------------------------------------------------------------------------
-
-
-def prospect_zone(connection: Connection, prospect: Any) -> str:
-    """The prospect's zone, else that of its latest enrollment's sequence, else UTC."""
-    if prospect.timezone:
-        return str(prospect.timezone)
-    version = connection.execute(
-        select(enrollments.c.sequence_version_id)
-        .where(enrollments.c.prospect_id == prospect.id)
-        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc())
-        .limit(1)
-    ).scalar()
-    return "UTC" if version is None else load_version(connection, version).timezone
 
 
 def parse_duration(text: str) -> timedelta:

@@ -6,12 +6,13 @@ from fastapi import APIRouter
 
 
 def routers() -> list[APIRouter]:
-    from relance.web import bookings, health, inbound, sendgrid_events, unsubscribe
+    from relance.web import bookings, health, inbound, sdr, sendgrid_events, unsubscribe
 
     return [
         bookings.router,
         health.router,
         inbound.router,
+        sdr.router,
         sendgrid_events.router,
         unsubscribe.router,
     ]
