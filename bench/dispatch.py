@@ -80,7 +80,6 @@ def configure(workdir: Path, url: str) -> None:
         RELANCE_BATCH_SIZE="2000",
         RELANCE_MAX_BATCHES_PER_TICK="100000",
         RELANCE_TICK_BUDGET_SECONDS="100000",  # one tick sends everything: that is measured
-        RELANCE_CLAIM_CHUNK="64",
     )
 
 

@@ -143,7 +143,10 @@ class Settings(BaseSettings):
 
     batch_size: int = Field(default=500, ge=1, description="Touches one step task handles.")
     claim_chunk: int = Field(
-        default=64, ge=1, description="Touches claimed per transaction (and sent concurrently)."
+        default=128,
+        ge=1,
+        description="Touches claimed per transaction, and emails in flight at once: at "
+        "100 ms per provider call, 128 in flight keep well above 300 emails/s.",
     )
     max_batches_per_tick: int = Field(
         default=20, ge=1, description="Batches one step may run in one tick (fairness bound)."
