@@ -24,11 +24,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
-from datetime import datetime
 from typing import Any
 
+from integrations.payload import (
+    json_object,
+    optional_object,
+    optional_text,
+    optional_time,
+    required_object,
+    required_text,
+    required_time,
+)
 from relance.bookings import BookingEvent, BookingKind
 from relance.errors import InputError, SignatureError
 
@@ -39,7 +46,6 @@ KINDS = {
     "BOOKING_RESCHEDULED": BookingKind.RESCHEDULED,
     "BOOKING_CANCELLED": BookingKind.CANCELLED,
 }
-MAX_TEXT = 2000
 
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -68,121 +74,54 @@ def parse_event(body: bytes) -> BookingEvent | None:
 
     InputError names the first field that is missing or of the wrong type.
     """
-    data = _json_object(body)
+    data = json_object(body)
     trigger = data.get("triggerEvent")
     if not isinstance(trigger, str):
         raise InputError('triggerEvent: expected the trigger\'s name, such as "BOOKING_CREATED"')
     kind = KINDS.get(trigger)
     if kind is None:
         return None
-    payload = _object(data, "payload", "payload")
+    payload = required_object(data, "payload", "payload")
     attendees = payload.get("attendees")
     if not isinstance(attendees, list) or not attendees:
         raise InputError("payload.attendees: expected a list of at least one attendee")
     if not isinstance(attendees[0], dict):
         raise InputError("payload.attendees[0]: expected an object")
     booker = attendees[0]
-    email = _text(booker, "email", "payload.attendees[0].email")
-    uid = _text(payload, "uid", "payload.uid")
+    email = required_text(booker, "email", "payload.attendees[0].email")
+    uid = required_text(payload, "uid", "payload.uid")
     common: dict[str, Any] = {
         "provider": PROVIDER,
         "external_id": uid,
         "email": email,
-        "name": _optional_text(booker, "name", "payload.attendees[0].name") or "",
-        "occurred_at": _optional_time(data, "createdAt", "createdAt"),
+        "name": optional_text(booker, "name", "payload.attendees[0].name") or "",
+        "occurred_at": optional_time(data, "createdAt", "createdAt"),
     }
     if kind is BookingKind.CANCELLED:
-        canceller = _optional_text(payload, "cancelledBy", "payload.cancelledBy")
+        canceller = optional_text(payload, "cancelledBy", "payload.cancelledBy")
         if canceller is not None:  # the address of who cancelled
             canceller = "invitee" if canceller.strip().lower() == email.strip().lower() else "host"
         return BookingEvent(
             kind,
-            reason=_optional_text(payload, "cancellationReason", "payload.cancellationReason"),
+            reason=optional_text(payload, "cancellationReason", "payload.cancellationReason"),
             cancelled_by=canceller,
             **common,
         )
-    location = _optional_text(payload, "location", "payload.location")
-    metadata = _optional_object(payload, "metadata", "payload.metadata") or {}
-    video = _optional_text(metadata, "videoCallUrl", "payload.metadata.videoCallUrl")
+    location = optional_text(payload, "location", "payload.location")
+    metadata = optional_object(payload, "metadata", "payload.metadata") or {}
+    video = optional_text(metadata, "videoCallUrl", "payload.metadata.videoCallUrl")
     is_link = location is not None and location.startswith(("https://", "http://"))
     return BookingEvent(
         kind,
-        starts_at=_time(payload, "startTime", "payload.startTime"),
-        ends_at=_time(payload, "endTime", "payload.endTime"),
+        starts_at=required_time(payload, "startTime", "payload.startTime"),
+        ends_at=required_time(payload, "endTime", "payload.endTime"),
         join_url=video or (location if is_link else None),
         # "integrations:daily" and the like name an app, not a place a person can go to.
         location=None if is_link or (location or "").startswith("integrations:") else location,
         previous_external_id=(
-            _optional_text(payload, "rescheduleUid", "payload.rescheduleUid") or uid
+            optional_text(payload, "rescheduleUid", "payload.rescheduleUid") or uid
             if kind is BookingKind.RESCHEDULED
             else None
         ),
         **common,
     )
-
-
-# --- reading the JSON ------------------------------------------------------------------
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InputError("the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InputError(f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _optional_object(data: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _object(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = _optional_object(data, key, path)
-    if value is None:
-        raise InputError(f"{path}: missing")
-    return value
-
-
-def _optional_text(data: dict[str, Any], key: str, path: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"{path}: expected a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InputError(f"{path}: expected text, got a NUL character")
-    return value[:MAX_TEXT]
-
-
-def _text(data: dict[str, Any], key: str, path: str) -> str:
-    value = _optional_text(data, key, path)
-    if value is None:
-        raise InputError(f"{path}: missing")
-    return value
-
-
-def _optional_time(data: dict[str, Any], key: str, path: str) -> datetime | None:
-    text = _optional_text(data, key, path)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
-        raise InputError(f"{path}: expected an ISO 8601 time with a UTC offset, got {text[:60]!r}")
-    return moment
-
-
-def _time(data: dict[str, Any], key: str, path: str) -> datetime:
-    moment = _optional_time(data, key, path)
-    if moment is None:
-        raise InputError(f"{path}: missing")
-    return moment

@@ -26,11 +26,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from datetime import datetime
 from typing import Any
 
+from integrations.payload import (
+    json_object,
+    optional_object,
+    optional_text,
+    optional_time,
+    required_object,
+    required_text,
+    required_time,
+)
 from relance.bookings import BookingEvent, BookingKind
 from relance.errors import InputError, SignatureError
 
@@ -38,7 +46,6 @@ PROVIDER = "calendly"
 SIGNATURE_HEADER = "Calendly-Webhook-Signature"
 CREATED = "invitee.created"
 CANCELED = "invitee.canceled"
-MAX_TEXT = 2000
 
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -96,108 +103,41 @@ def parse_event(body: bytes) -> BookingEvent | None:
 
     InputError names the first field that is missing or of the wrong type.
     """
-    data = _json_object(body)
+    data = json_object(body)
     name = data.get("event")
     if not isinstance(name, str):
         raise InputError('event: expected the event\'s name, such as "invitee.created"')
     if name not in (CREATED, CANCELED):
         return None
-    payload = _object(data, "payload", "payload")
+    payload = required_object(data, "payload", "payload")
     common: dict[str, Any] = {
         "provider": PROVIDER,
-        "external_id": _text(payload, "uri", "payload.uri"),
-        "email": _text(payload, "email", "payload.email"),
-        "name": _optional_text(payload, "name", "payload.name") or "",
-        "occurred_at": _optional_time(data, "created_at", "created_at"),
+        "external_id": required_text(payload, "uri", "payload.uri"),
+        "email": required_text(payload, "email", "payload.email"),
+        "name": optional_text(payload, "name", "payload.name") or "",
+        "occurred_at": optional_time(data, "created_at", "created_at"),
     }
     if name == CANCELED:
         if payload.get("rescheduled") is True:
-            replaced_by = _optional_text(payload, "new_invitee", "payload.new_invitee")
+            replaced_by = optional_text(payload, "new_invitee", "payload.new_invitee")
             return BookingEvent(BookingKind.SUPERSEDED, replaced_by=replaced_by, **common)
-        cancellation = _optional_object(payload, "cancellation", "payload.cancellation") or {}
+        cancellation = optional_object(payload, "cancellation", "payload.cancellation") or {}
         canceler = cancellation.get("canceler_type")
         return BookingEvent(
             BookingKind.CANCELLED,
-            reason=_optional_text(cancellation, "reason", "payload.cancellation.reason"),
+            reason=optional_text(cancellation, "reason", "payload.cancellation.reason"),
             cancelled_by=canceler if canceler in ("host", "invitee") else None,
             **common,
         )
-    scheduled = _object(payload, "scheduled_event", "payload.scheduled_event")
-    where = _optional_object(scheduled, "location", "payload.scheduled_event.location") or {}
-    previous = _optional_text(payload, "old_invitee", "payload.old_invitee")
+    scheduled = required_object(payload, "scheduled_event", "payload.scheduled_event")
+    where = optional_object(scheduled, "location", "payload.scheduled_event.location") or {}
+    previous = optional_text(payload, "old_invitee", "payload.old_invitee")
     return BookingEvent(
         BookingKind.RESCHEDULED if previous else BookingKind.CREATED,
-        starts_at=_time(scheduled, "start_time", "payload.scheduled_event.start_time"),
-        ends_at=_time(scheduled, "end_time", "payload.scheduled_event.end_time"),
-        location=_optional_text(where, "location", "payload.scheduled_event.location.location"),
-        join_url=_optional_text(where, "join_url", "payload.scheduled_event.location.join_url"),
+        starts_at=required_time(scheduled, "start_time", "payload.scheduled_event.start_time"),
+        ends_at=required_time(scheduled, "end_time", "payload.scheduled_event.end_time"),
+        location=optional_text(where, "location", "payload.scheduled_event.location.location"),
+        join_url=optional_text(where, "join_url", "payload.scheduled_event.location.join_url"),
         previous_external_id=previous,
         **common,
     )
-
-
-# --- reading the JSON ------------------------------------------------------------------
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InputError("the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise InputError(f"expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _optional_object(data: dict[str, Any], key: str, path: str) -> dict[str, Any] | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _object(data: dict[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = _optional_object(data, key, path)
-    if value is None:
-        raise InputError(f"{path}: missing")
-    return value
-
-
-def _optional_text(data: dict[str, Any], key: str, path: str) -> str | None:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"{path}: expected a string, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InputError(f"{path}: expected text, got a NUL character")
-    return value[:MAX_TEXT]
-
-
-def _text(data: dict[str, Any], key: str, path: str) -> str:
-    value = _optional_text(data, key, path)
-    if value is None:
-        raise InputError(f"{path}: missing")
-    return value
-
-
-def _optional_time(data: dict[str, Any], key: str, path: str) -> datetime | None:
-    text = _optional_text(data, key, path)
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.utcoffset() is None:
-        raise InputError(f"{path}: expected an ISO 8601 time with a UTC offset, got {text[:60]!r}")
-    return moment
-
-
-def _time(data: dict[str, Any], key: str, path: str) -> datetime:
-    moment = _optional_time(data, key, path)
-    if moment is None:
-        raise InputError(f"{path}: missing")
-    return moment
