@@ -123,7 +123,7 @@ def enroll_all(count: int, due: int | None = None) -> float:
 def one_scenario(emails: int, delay: float, per_run: int) -> dict[str, Any]:
     from prefect import flow
 
-    from flows.dispatch import dispatch
+    from flows.dispatch import run_tick
     from relance.prefect_api import prefect_api
     from relance.runtime import runtime_for
     from relance.settings import Settings
@@ -148,7 +148,7 @@ def one_scenario(emails: int, delay: float, per_run: int) -> dict[str, Any]:
                 one_touch(NOW)
             per_run_seconds = time.perf_counter() - started
             started = time.perf_counter()
-            summary = dispatch(now=NOW)
+            summary = run_tick(now=NOW)
             tick_seconds = time.perf_counter() - started
     sent = summary["sequences"]["bench"]["email-benchmark"]["sent"]
     batched_rate = sent / tick_seconds
@@ -250,7 +250,7 @@ def dispatcher(barrier: Any, results: Any, probe: bool) -> None:
     """One dispatcher process: warms up, waits for the others, runs one dispatch tick."""
     from prefect import flow
 
-    from flows.dispatch import dispatch
+    from flows.dispatch import run_tick
     from relance.claims import due_groups, next_due
     from relance.runtime import runtime_for
     from relance.settings import Settings
@@ -275,7 +275,7 @@ def dispatcher(barrier: Any, results: Any, probe: bool) -> None:
     report["rss_before_tick_mb"] = peak_rss_mb()
     barrier.wait()
     report["started"] = time.time()
-    summary = dispatch(now=NOW)
+    summary = run_tick(now=NOW)
     report["ended"] = time.time()
     report["peak_rss_mb"] = peak_rss_mb()
     report["sent"] = sum(

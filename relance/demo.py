@@ -228,7 +228,7 @@ def work_tasks(store: Store, now: datetime, report: DemoReport, console: Console
 
 def run(settings: Settings, console: Console, start: datetime, days: int = 21) -> DemoReport:
     """Run the demo from ``start`` (a Monday, 00:00 UTC) for ``days`` simulated days."""
-    from flows.dispatch import dispatch
+    from flows.dispatch import run_tick
     from relance.prefect_api import prefect_api
 
     report = DemoReport()
@@ -276,7 +276,7 @@ def run(settings: Settings, console: Console, start: datetime, days: int = 21) -
                     console.print(f"   {report.happenings[-1]}")
                 # Weekend ticks would only move touches to Monday: the demo skips them.
                 if midnight.weekday() < 5 and due_groups(store, now):
-                    summary = dispatch(now=now)
+                    summary = run_tick(now=now)
                     report.last_tick = now
                     report.ticks += 1
                     report.flow_runs += 1 + len(summary["sequences"])

@@ -5,6 +5,7 @@ One harness for the session; the clock of Relance is injected (``now``), Prefect
 
 from __future__ import annotations
 
+import asyncio
 import email
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from icalendar import Calendar
 
-from flows.dispatch import dispatch
+from flows.dispatch import dispatch, run_tick
 from relance.catalog import resolve_sequence
 from relance.engine import Signal
 from relance.enrollments import enroll
@@ -67,7 +68,7 @@ def test_ticks_send_calls_emails_and_confirmation(prefect_api_url: str, project:
     sequence = resolve_sequence("outbound-2w", project)
     enroll(store, sequence, people(), start=MONDAY + timedelta(hours=8), now=MONDAY)
 
-    first = dispatch(now=MONDAY + timedelta(hours=9, minutes=30))
+    first = run_tick(now=MONDAY + timedelta(hours=9, minutes=30))
     assert first["sequences"]["outbound-2w"]["call-intro"]["tasks"] == 3
     assert eml(project) == {}
 
@@ -76,7 +77,7 @@ def test_ticks_send_calls_emails_and_confirmation(prefect_api_url: str, project:
     )
     assert emit_prospect_event("replied", reply.prospect_id, [c[0] for c in reply.changed])
 
-    second = dispatch(now=MONDAY + timedelta(days=1, hours=9, minutes=30))
+    second = run_tick(now=MONDAY + timedelta(days=1, hours=9, minutes=30))
     assert second["sequences"]["outbound-2w"]["email-benchmark"]["sent"] == 2
     recipients = sorted(str(message["To"]) for message in eml(project).values())
     assert len(recipients) == 2
@@ -90,7 +91,7 @@ def test_ticks_send_calls_emails_and_confirmation(prefect_api_url: str, project:
         duration=timedelta(minutes=30),
         now=MONDAY + timedelta(days=1, hours=11),
     )
-    third = dispatch(now=MONDAY + timedelta(days=1, hours=11, minutes=1))
+    third = run_tick(now=MONDAY + timedelta(days=1, hours=11, minutes=1))
     assert third["sequences"]["outbound-2w"]["meeting-confirmation"]["sent"] == 1
     invites = [
         Calendar.from_ical(part.get_payload(decode=True))
@@ -104,7 +105,7 @@ def test_ticks_send_calls_emails_and_confirmation(prefect_api_url: str, project:
     assert event.decoded("DTSTART") == meeting_at
     assert "bruno@client1.example" in str(event["ATTENDEE"]).lower()
 
-    later = dispatch(now=MONDAY + timedelta(days=10, hours=9, minutes=30))
+    later = run_tick(now=MONDAY + timedelta(days=10, hours=9, minutes=30))
     sent_to = [str(m["To"]) for m in eml(project).values()]
     assert not any("ana@" in to for to in sent_to), "a prospect who replied was emailed"
     assert later["sequences"]  # chloe is still being chased
@@ -114,7 +115,7 @@ def test_prefect_reads_like_the_yaml(prefect_api_url: str, project: Settings) ->
     store = Store(project.store_url)
     sequence = resolve_sequence("outbound-2w", project)
     enroll(store, sequence, people()[:1], start=MONDAY + timedelta(hours=8), now=MONDAY)
-    state = dispatch(now=MONDAY + timedelta(hours=9, minutes=30), return_state=True)
+    state = asyncio.run(dispatch(now=MONDAY + timedelta(hours=9, minutes=30), return_state=True))
     parent_id = str(state.state_details.flow_run_id)
     api = httpx.Client(base_url=prefect_api_url)
     flows = {f["id"]: f["name"] for f in api.post("/flows/filter", json={"limit": 200}).json()}

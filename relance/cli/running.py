@@ -32,10 +32,10 @@ def dispatch_once(now: NowOption = None, as_json: JsonOption = False) -> None:
     Example: [bold]relance dispatch --now 2026-12-01T09:30:00+01:00[/bold]
     """
     moment = read_now(now)
-    from flows.dispatch import dispatch
+    from flows.dispatch import run_tick
 
     with prefect_api():
-        summary = dispatch(now=moment)
+        summary = run_tick(now=moment)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
         return
