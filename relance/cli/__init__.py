@@ -16,6 +16,7 @@ from relance.cli import (  # noqa: F401
     running,
     serving,
     tasks,
+    up,
     versions,
     work,
 )

@@ -1,0 +1,5 @@
+"""``python -m relance``: the same command line as ``relance``."""
+
+from relance.cli import main
+
+main()
