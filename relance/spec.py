@@ -56,6 +56,41 @@ class Weekday(StrEnum):
     SUN = "sun"
 
 
+COUNTRY_DAYS = "country"
+"""``send_window.days: country``: every working day of the prospect's country."""
+
+
+class HolidayCategory(StrEnum):
+    """Holiday categories of the ``holidays`` library (a country has some of them)."""
+
+    PUBLIC = "public"
+    BANK = "bank"
+    GOVERNMENT = "government"
+    OPTIONAL = "optional"
+    HALF_DAY = "half_day"
+    DE_FACTO = "de_facto"
+    UNOFFICIAL = "unofficial"
+    SCHOOL = "school"
+    ARMED_FORCES = "armed_forces"
+    OPTIONAL_WOMEN = "optional_women"
+    CATHOLIC = "catholic"
+    CHRISTIAN = "christian"
+    ORTHODOX = "orthodox"
+    PROTESTANT = "protestant"
+    ARMENIAN = "armenian"
+    HEBREW = "hebrew"
+    HINDU = "hindu"
+    ISLAMIC = "islamic"
+    ALBANIAN = "albanian"
+    BOSNIAN = "bosnian"
+    ROMA = "roma"
+    SABIAN = "sabian"
+    SERBIAN = "serbian"
+    TURKISH = "turkish"
+    VLACH = "vlach"
+    YAZIDI = "yazidi"
+
+
 class WaitUnit(StrEnum):
     MINUTES = "minutes"
     HOURS = "hours"
@@ -167,10 +202,12 @@ ClockTime = Annotated[
 class SendWindow(Strict):
     """When touches may fall, in the prospect's local time."""
 
-    days: list[Weekday] = Field(
+    days: list[Weekday] | Literal["country"] = Field(
         default=[Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
         min_length=1,
-        description="Weekdays on which touches may fall (mon ... sun).",
+        description="Weekdays on which touches may fall (mon ... sun), or 'country': every "
+        "working day of the prospect's country (Sun-Thu in Israel). Listed days narrow the "
+        "country's working week, never widen it: no touch falls on its weekend.",
     )
     start: ClockTime = Field(default=time(9, 0), description="Earliest local time, e.g. 09:00.")
     end: ClockTime = Field(default=time(17, 30), description="Latest local time, e.g. 17:30.")
@@ -189,7 +226,16 @@ class Holidays(Strict):
 
     country: bool = Field(
         default=True,
-        description="Skip the public holidays of the prospect's country (holidays library).",
+        description="Skip the holidays of the prospect's country and region (holidays "
+        "library), and the days every region of the country observes.",
+    )
+    categories: list[HolidayCategory] = Field(
+        default=[HolidayCategory.PUBLIC],
+        min_length=1,
+        # Left out when it is the default, so that adding the key changed no stored digest.
+        exclude_if=lambda value: value == [HolidayCategory.PUBLIC],
+        description="Holiday categories to skip, e.g. [public, bank]; a category the "
+        "prospect's country does not have is ignored.",
     )
     extra: list[date] = Field(
         default_factory=list,
@@ -382,6 +428,13 @@ class Step(Strict):
         default=False,
         description="email only: start a new thread with this step's own subject, instead "
         "of answering the first email of the sequence (Re: ...).",
+    )
+    stretch: bool = Field(
+        default=True,
+        # Left out when true, so that adding the key changed no stored version's digest.
+        exclude_if=lambda value: value is True,
+        description="false: the wait is pinned, as written, whatever the deal value and "
+        "cycle length (\"the day after the trade show\").",
     )
     remind_before: WaitText | None = Field(
         default=None,

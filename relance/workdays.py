@@ -17,7 +17,12 @@ monotone (a later input never gives an earlier output):
   is in ``[start, end)``: on a spring-forward day a start inside the gap opens at the jump;
   on a fall-back day the repeated hour may open the window twice.
 
-Public holidays come from the ``holidays`` library, built once per (country, year).
+A day is open when it is a working day of the prospect's country (its own weekend, from
+the ``holidays`` library: Friday-Saturday in Israel, Friday in Iran), one of the window's
+``days`` when they are listed (they narrow the country's week, never widen it), not an
+``extra`` date, and not a holiday of the country, of the prospect's region, or of every
+region of the country (``everywhere_holidays``), in the sequence's holiday categories.
+Holidays and weekends are built once per (country, region, year, categories).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from zoneinfo import ZoneInfo
 import holidays as holiday_data
 
 from relance.errors import InputError
-from relance.spec import Holidays, SendWindow, Weekday
+from relance.regions import countries, subdivision
+from relance.spec import COUNTRY_DAYS, HolidayCategory, Holidays, SendWindow, Weekday
 
 ONE_DAY = timedelta(days=1)
 HORIZON_DAYS = 3 * 366
@@ -46,27 +52,103 @@ Span = tuple[datetime, datetime]
 """An open stretch of time ``[opens, closes)`` in UTC."""
 
 
-@functools.cache
-def _supported_countries() -> frozenset[str]:
-    return frozenset(holiday_data.list_supported_countries())
-
-
 def known_country(code: str) -> bool:
     """True if the holidays library knows the public holidays of ``code`` (e.g. "FR")."""
-    return code in _supported_countries()
+    return code in countries()
+
+
+def _category_word(category: str) -> str:
+    return "public holiday" if category == "public" else f"{category.replace('_', ' ')} holiday"
+
+
+@functools.lru_cache(maxsize=8192)
+def _named(country: str, subdiv: str | None, year: int, category: str) -> Mapping[date, str]:
+    """One category of holidays of ``country`` (and ``subdiv``) in ``year``, English names."""
+    try:
+        found = holiday_data.country_holidays(
+            country, subdiv=subdiv, years=year, categories=(category,), language="en_US"
+        )
+    except (NotImplementedError, ValueError):
+        return MappingProxyType({})
+    return MappingProxyType({day: str(name) for day, name in found.items()})
+
+
+@functools.cache
+def _categories(country: str) -> frozenset[str]:
+    return frozenset(holiday_data.country_holidays(country).supported_categories)
 
 
 @functools.lru_cache(maxsize=4096)
+def everywhere_holidays(country: str, year: int, category: str = "public") -> Mapping[date, str]:
+    """The days of ``year`` every region of ``country`` observes and its national calendar
+    lacks: "Christmas Day (observed)" on 27 December 2027 in each Australian state."""
+    subdivisions = countries().get(country, ())
+    if not subdivisions:
+        return MappingProxyType({})
+    calendars = [_named(country, subdivision, year, category) for subdivision in subdivisions]
+    national = _named(country, None, year, category)
+    common = set(calendars[0]).intersection(*calendars[1:]).difference(national)
+    return MappingProxyType({day: calendars[0][day] for day in sorted(common)})
+
+
 def public_holidays(country: str, year: int) -> Mapping[date, str]:
     """The public holidays of ``country`` in ``year`` with their English names.
 
     Empty for a country the holidays library does not know: validation reports it.
     """
-    try:
-        found = holiday_data.country_holidays(country, years=year, language="en_US")
-    except NotImplementedError:
+    return _named(country, None, year, "public")
+
+
+@functools.lru_cache(maxsize=4096)
+def closed_days(
+    country: str, region: str | None, year: int, categories: tuple[str, ...]
+) -> Mapping[date, str]:
+    """Why each holiday of ``year`` is closed for a prospect of ``country`` and ``region``:
+    "public holiday (Christmas Day)", "public holiday in DE-BY (Epiphany)", "bank holiday
+    (...)", "public holiday in every region of AU (...)". Categories the country does not
+    have are ignored."""
+    if country not in countries():
         return MappingProxyType({})
-    return MappingProxyType({day: str(name) for day, name in found.items()})
+    supported = _categories(country)
+    reasons: dict[date, str] = {}
+    for category in categories:
+        if category not in supported:
+            continue
+        word = _category_word(category)
+        for day, name in _named(country, None, year, category).items():
+            reasons.setdefault(day, f"{word} ({name})")
+        if region is not None:
+            for day, name in _named(country, subdivision(region), year, category).items():
+                reasons.setdefault(day, f"{word} in {region} ({name})")
+        for day, name in everywhere_holidays(country, year, category).items():
+            reasons.setdefault(day, f"{word} in every region of {country} ({name})")
+    return MappingProxyType(reasons)
+
+
+@functools.lru_cache(maxsize=4096)
+def weekend_days(country: str, year: int) -> frozenset[date]:
+    """The days of ``year`` that are ``country``'s weekend (the library's rule for each date,
+    so Saudi Arabia's move from Thu-Fri to Fri-Sat in 2013 is kept), less working days moved
+    onto a weekend."""
+    if country not in countries():
+        return _saturday_sunday(year)
+    calendar = holiday_data.country_holidays(country, years=year)
+    moved = calendar.weekend_workdays
+    return frozenset(day for day in _every_day(year, None) if calendar.is_weekend(day)) - moved
+
+
+@functools.lru_cache(maxsize=512)
+def _saturday_sunday(year: int) -> frozenset[date]:
+    return frozenset(_every_day(year, {5, 6}))
+
+
+def _every_day(year: int, weekdays: set[int] | None) -> list[date]:
+    day, days = date(year, 1, 1), []
+    while day.year == year:
+        if weekdays is None or day.weekday() in weekdays:
+            days.append(day)
+        day += ONE_DAY
+    return days
 
 
 def day_label(day: date) -> str:
@@ -120,28 +202,40 @@ def wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
 
 
 class WorkCalendar:
-    """Open days and send-window instants for one (country, holidays, window, zone)."""
+    """Open days and send-window instants for one (country, region, holidays, window, zone)."""
 
     def __init__(
-        self, country: str | None, holidays: Holidays, window: SendWindow, zone: ZoneInfo
+        self,
+        country: str | None,
+        holidays: Holidays,
+        window: SendWindow,
+        zone: ZoneInfo,
+        region: str | None = None,
     ) -> None:
         self.country = country
+        self.region = region
         self.zone = zone
         self.public = holidays.country and country is not None
+        self.categories = tuple(category.value for category in holidays.categories)
         self.extra = frozenset(holidays.extra)
-        self.weekdays = frozenset(WEEKDAYS.index(day) for day in window.days)
+        self.weekdays = (
+            None
+            if window.days == COUNTRY_DAYS
+            else frozenset(WEEKDAYS.index(day) for day in window.days)
+        )
+        self.weekend_text = f"weekend in {country}" if country else "weekend"
         self.start = window.start
         self.end = window.end
         self.before_start = f"before {window.start:%H:%M} send window start"
         self.after_end = f"after {window.end:%H:%M} send window end"
-        self._days: dict[date, tuple[str | None, tuple[Span, ...]]] = {}
+        self._days: dict[date, tuple[str | None, tuple[Span, ...], bool]] = {}
         self._later: dict[tuple[date, int], tuple[date, tuple[str, ...]]] = {}
         self._steady: dict[date, timedelta | None] = {}
 
     # Days ------------------------------------------------------------------------------
 
     def closed_reason(self, day: date) -> str | None:
-        """Why nothing is sent on ``day`` ("Sat 2026-11-28: weekend"), None if it is open."""
+        """Why nothing is sent on ``day`` ("Fri 2027-03-12: weekend in IL"), None if open."""
         return self._day(day)[0]
 
     def is_working_day(self, day: date) -> bool:
@@ -151,25 +245,28 @@ class WorkCalendar:
         """The open stretches of ``day``'s send window in UTC (none on a closed day)."""
         return self._day(day)[1]
 
-    def _day(self, day: date) -> tuple[str | None, tuple[Span, ...]]:
+    def _day(self, day: date) -> tuple[str | None, tuple[Span, ...], bool]:
         known = self._days.get(day)
         if known is None:
-            reason = self._closure(day)
-            known = (reason, () if reason else self._window_spans(day))
+            reason, holiday = self._closure(day)
+            known = (reason, () if reason else self._window_spans(day), holiday)
             self._days[day] = known
         return known
 
-    def _closure(self, day: date) -> str | None:
+    def _closure(self, day: date) -> tuple[str | None, bool]:
+        """(why ``day`` is closed, whether for a holiday), (None, False) when it is open."""
         label = day_label(day)
-        if day.weekday() not in self.weekdays:
-            return f"{label}: {'weekend' if day.weekday() >= 5 else 'not a send day'}"
+        if day in weekend_days(self.country or "", day.year):
+            return f"{label}: {self.weekend_text}", False
+        if self.weekdays is not None and day.weekday() not in self.weekdays:
+            return f"{label}: not a send day", False
         if day in self.extra:
-            return f"{label}: closed (extra holiday)"
+            return f"{label}: closed (extra holiday)", True
         if self.public and self.country is not None:
-            name = public_holidays(self.country, day.year).get(day)
+            name = closed_days(self.country, self.region, day.year, self.categories).get(day)
             if name is not None:
-                return f"{label}: public holiday ({name})"
-        return None
+                return f"{label}: {name}", True
+        return None, False
 
     def _window_spans(self, day: date) -> tuple[Span, ...]:
         zone = self.zone
@@ -209,7 +306,7 @@ class WorkCalendar:
         day = local.date()
         first = True
         for _ in range(HORIZON_DAYS):
-            reason, spans = self._day(day)
+            reason, spans, _holiday = self._day(day)
             if reason is None:
                 for opens, closes in spans:
                     if closes > instant:
@@ -262,12 +359,12 @@ class WorkCalendar:
         skipped: list[str] = []
         for _ in range(HORIZON_DAYS + count):
             day += ONE_DAY
-            reason = self._day(day)[0]
+            reason, _spans, holiday = self._day(day)
             if reason is None:
                 count -= 1
                 if count == 0:
                     return day, tuple(skipped)
-            elif day.weekday() in self.weekdays:
+            elif holiday:
                 skipped.append(f"business days skip {reason}")
         raise InputError(f"no open day within {HORIZON_DAYS} days of {day}")
 
@@ -296,28 +393,39 @@ def _steady_offset(zone: ZoneInfo, day: date) -> timedelta | None:
 @functools.lru_cache(maxsize=1024)
 def _cached_calendar(
     country: str | None,
-    public: bool,
-    extra: tuple[date, ...],
-    window: tuple[tuple[Weekday, ...], time, time],
+    region: str | None,
+    holidays: tuple[bool, tuple[HolidayCategory, ...], tuple[date, ...]],
+    window: tuple[tuple[Weekday, ...] | str, time, time],
     zone: str,
 ) -> WorkCalendar:
+    public, categories, extra = holidays
     days, start, end = window
     return WorkCalendar(
         country,
-        Holidays(country=public, extra=list(extra)),
-        SendWindow(days=list(days), start=start, end=end),
+        Holidays(country=public, categories=list(categories), extra=list(extra)),
+        SendWindow(days=days if isinstance(days, str) else list(days), start=start, end=end),
         ZoneInfo(zone),
+        region,
     )
 
 
 def work_calendar(
-    country: str | None, holidays: Holidays, window: SendWindow, zone: str
+    country: str | None,
+    holidays: Holidays,
+    window: SendWindow,
+    zone: str,
+    region: str | None = None,
 ) -> WorkCalendar:
     """A shared ``WorkCalendar`` for these settings: its day cache is reused across calls."""
+    days = window.days
     return _cached_calendar(
         country,
-        holidays.country,
-        tuple(sorted(set(holidays.extra))),
-        (tuple(sorted(set(window.days), key=WEEKDAYS.index)), window.start, window.end),
+        region,
+        (holidays.country, tuple(holidays.categories), tuple(sorted(set(holidays.extra)))),
+        (
+            days if isinstance(days, str) else tuple(sorted(set(days), key=WEEKDAYS.index)),
+            window.start,
+            window.end,
+        ),
         zone,
     )

@@ -119,11 +119,11 @@ def test_the_table_says_when_and_why(sequence_file: Path) -> None:
     assert "Mon 2026-12-28 09:00 CET  2026-12-28 08:00  after 17:30 send window end; " in lines[3]
     assert lines[3].endswith(
         "Fri 2026-12-25: public holiday (Christmas Day); Sat 2026-12-26: weekend; "
-        "Sun 2026-12-27: weekend"
+        "Sun 2026-12-27: weekend in FR"
     )
     assert "Wed 2026-12-30 09:00 CET  2026-12-30 08:00" in lines[4]
     assert (
-        "3d               Mon 2027-01-04 09:00 CET  2027-01-04 08:00  Sat 2027-01-02: weekend"
+        "3d               Mon 2027-01-04 09:00 CET  2027-01-04 08:00  Sat 2027-01-02: weekend in FR"
         in lines[5]
     )
     assert lines[6] == "On booking, not on the clock: confirm (meeting_confirmation)"

@@ -36,7 +36,9 @@ ZONES = [
     "Europe/London",
     "UTC",
 ]
-COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES", "ZZ"]
+COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES", "ZZ", "IL", "IR", "SA"]
+WORKING_EVERYWHERE = [Weekday.MON, Weekday.TUE, Weekday.WED]
+"""Days that are working days in every country above: a window needs one to ever open."""
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -44,10 +46,18 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 
 def paris_calendar(
-    start: time = time(9), end: time = time(17, 30), days: list[Weekday] | None = None
+    start: time = time(9),
+    end: time = time(17, 30),
+    days: list[Weekday] | None = None,
+    country: str = "FR",
 ) -> WorkCalendar:
     window = SendWindow(days=days or WEEKDAYS, start=start, end=end)
-    return WorkCalendar("FR", Holidays(), window, PARIS)
+    return WorkCalendar(country, Holidays(), window, PARIS)
+
+
+# Clocks change on Sundays in Paris: these calendars are those of an Israeli prospect in
+# Paris, whose working week runs Sunday to Thursday.
+SUNDAY_WORKER = "IL"
 
 
 # Wall-clock arithmetic --------------------------------------------------------------
@@ -100,7 +110,7 @@ def test_closed_days_say_why() -> None:
         SendWindow(days=[Weekday.MON, Weekday.TUE, Weekday.THU, Weekday.FRI]),
         PARIS,
     )
-    assert calendar.closed_reason(date(2026, 11, 28)) == "Sat 2026-11-28: weekend"
+    assert calendar.closed_reason(date(2026, 11, 28)) == "Sat 2026-11-28: weekend in FR"
     assert calendar.closed_reason(date(2026, 11, 25)) == "Wed 2026-11-25: not a send day"
     assert calendar.closed_reason(date(2026, 12, 25)) == (
         "Fri 2026-12-25: public holiday (Christmas Day)"
@@ -143,7 +153,7 @@ def test_calendars_with_the_same_settings_are_shared() -> None:
 
 
 def test_a_window_start_inside_the_spring_forward_gap_opens_at_the_jump() -> None:
-    calendar = paris_calendar(time(2, 30), time(4, 0), EVERY_DAY)
+    calendar = paris_calendar(time(2, 30), time(4, 0), EVERY_DAY, SUNDAY_WORKER)
     assert calendar.spans(date(2026, 3, 29)) == ((utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)),)
     due = calendar.next_slot(utc(2026, 3, 28, 23, 0))
     assert due == utc(2026, 3, 29, 1, 0)
@@ -151,7 +161,7 @@ def test_a_window_start_inside_the_spring_forward_gap_opens_at_the_jump() -> Non
 
 
 def test_a_window_inside_the_spring_forward_gap_skips_the_day() -> None:
-    calendar = paris_calendar(time(2, 0), time(2, 45), EVERY_DAY)
+    calendar = paris_calendar(time(2, 0), time(2, 45), EVERY_DAY, SUNDAY_WORKER)
     assert calendar.spans(date(2026, 3, 29)) == ()
     reasons: list[str] = []
     due = calendar.snap(utc(2026, 3, 28, 23, 0), reasons)
@@ -160,7 +170,7 @@ def test_a_window_inside_the_spring_forward_gap_skips_the_day() -> None:
 
 
 def test_the_repeated_hour_can_open_the_window_twice() -> None:
-    calendar = paris_calendar(time(1, 0), time(2, 30), EVERY_DAY)
+    calendar = paris_calendar(time(1, 0), time(2, 30), EVERY_DAY, SUNDAY_WORKER)
     first, second = calendar.spans(date(2026, 10, 25))
     assert first == (utc(2026, 10, 24, 23, 0), utc(2026, 10, 25, 0, 30))
     assert second == (utc(2026, 10, 25, 1, 0), utc(2026, 10, 25, 1, 30))
@@ -178,8 +188,8 @@ def test_next_slot_says_why_it_moved() -> None:
     assert reasons == [
         "after 17:30 send window end",
         "Fri 2026-12-25: public holiday (Christmas Day)",
-        "Sat 2026-12-26: weekend",
-        "Sun 2026-12-27: weekend",
+        "Sat 2026-12-26: weekend in FR",
+        "Sun 2026-12-27: weekend in FR",
     ]
     reasons = []
     assert calendar.snap(utc(2026, 12, 28, 6, 0), reasons) == utc(2026, 12, 28, 8, 0)
@@ -214,8 +224,18 @@ def is_open(
         EVERY_DAY[day.weekday()] in window.days
         and day not in extra
         and day not in holiday_dates(country, day.year)
+        and not is_weekend(country, day)
         and window.start <= local.time() < window.end
     )
+
+
+@cache
+def is_weekend(country: str, day: date) -> bool:
+    """The country's weekend as the holidays library states it; Sat-Sun when unknown."""
+    try:
+        return bool(holiday_data.country_holidays(country).is_weekend(day))
+    except NotImplementedError:
+        return day.weekday() >= 5
 
 
 LAST_MINUTE = 23 * 60 + 59
@@ -268,6 +288,8 @@ def cases(draw: st.DrawFn) -> Case:
     days = draw(st.lists(st.sampled_from(EVERY_DAY), min_size=1, max_size=7, unique=True))
     if draw(st.booleans()):  # open on the day the clocks change
         days = [day for day in EVERY_DAY if day in days or day is EVERY_DAY[local_change.weekday()]]
+    if not set(days) & set(WORKING_EVERYWHERE):
+        days.append(draw(st.sampled_from(WORKING_EVERYWHERE)))
     change_minute = local_change.hour * 60 + local_change.minute
     first = draw(
         st.one_of(
