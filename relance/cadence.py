@@ -212,7 +212,9 @@ def check_plannable(start: datetime, what: str = "start") -> None:
     """InputError unless ``start`` falls within ``PLANNABLE`` (its own date, zone or not)."""
     low, high = PLANNABLE
     if not low <= start.date() <= high:
-        raise InputError(f"{what}: expected a time between {low} and {high}, got {start.isoformat()}")
+        raise InputError(
+            f"{what}: expected a time between {low} and {high}, got {start.isoformat()}"
+        )
 
 
 def prospect_calendar(

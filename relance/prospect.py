@@ -84,7 +84,8 @@ class Prospect(BaseModel):
     )
     country: str | None = None
     region: str | None = Field(
-        default=None, description='ISO 3166-2 subdivision as the holidays library names it, "DE-BY".'
+        default=None,
+        description='ISO 3166-2 subdivision as the holidays library names it, "DE-BY".',
     )
     locale: str | None = None
     owner: str = ""
@@ -163,9 +164,9 @@ class Prospect(BaseModel):
     @model_validator(mode="after")
     def _zone_or_its_source(self) -> Prospect:
         """A missing zone is inferred (region, country, phone); the source is kept."""
-        if self.timezone is not None:
+        zone: str | None = self.timezone
+        if zone is not None:
             source = self.timezone_source or ZoneSource.GIVEN
-            zone = self.timezone
         elif self.timezone_source is ZoneSource.SEQUENCE:
             return self
         else:

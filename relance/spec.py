@@ -207,7 +207,8 @@ class SendWindow(Strict):
         min_length=1,
         description="Weekdays on which touches may fall (mon ... sun), or 'country': every "
         "working day of the prospect's country (Sun-Thu in Israel). Listed days narrow the "
-        "country's working week, never widen it: no touch falls on its weekend.",
+        "country's working week, never widen it: no touch falls on its weekend (unless "
+        "holidays.country is false).",
     )
     start: ClockTime = Field(default=time(9, 0), description="Earliest local time, e.g. 09:00.")
     end: ClockTime = Field(default=time(17, 30), description="Latest local time, e.g. 17:30.")
@@ -226,8 +227,9 @@ class Holidays(Strict):
 
     country: bool = Field(
         default=True,
-        description="Skip the holidays of the prospect's country and region (holidays "
-        "library), and the days every region of the country observes.",
+        description="Follow the calendar of the prospect's country (holidays library): "
+        "no touch on its weekend, its holidays, its region's, or the days every region of "
+        "the country observes. false: only the window days and the extra dates close a day.",
     )
     categories: list[HolidayCategory] = Field(
         default=[HolidayCategory.PUBLIC],
@@ -434,7 +436,7 @@ class Step(Strict):
         # Left out when true, so that adding the key changed no stored version's digest.
         exclude_if=lambda value: value is True,
         description="false: the wait is pinned, as written, whatever the deal value and "
-        "cycle length (\"the day after the trade show\").",
+        'cycle length ("the day after the trade show").',
     )
     remind_before: WaitText | None = Field(
         default=None,

@@ -18,7 +18,8 @@ monotone (a later input never gives an earlier output):
   on a fall-back day the repeated hour may open the window twice.
 
 A day is open when it is a working day of the prospect's country (its own weekend, from
-the ``holidays`` library: Friday-Saturday in Israel, Friday in Iran), one of the window's
+the ``holidays`` library: Friday-Saturday in Israel, Friday in Iran; unless the sequence
+turns the country's calendar off with ``holidays.country: false``), one of the window's
 ``days`` when they are listed (they narrow the country's week, never widen it), not an
 ``extra`` date, and not a holiday of the country, of the prospect's region, or of every
 region of the country (``everywhere_holidays``), in the sequence's holiday categories.
@@ -256,7 +257,7 @@ class WorkCalendar:
     def _closure(self, day: date) -> tuple[str | None, bool]:
         """(why ``day`` is closed, whether for a holiday), (None, False) when it is open."""
         label = day_label(day)
-        if day in weekend_days(self.country or "", day.year):
+        if self.public and day in weekend_days(self.country or "", day.year):
             return f"{label}: {self.weekend_text}", False
         if self.weekdays is not None and day.weekday() not in self.weekdays:
             return f"{label}: not a send day", False

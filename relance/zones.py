@@ -41,6 +41,16 @@ class ZoneSource(StrEnum):
     SEQUENCE = "sequence"
 
 
+ZONE_SOURCE_TEXT = {
+    ZoneSource.GIVEN: "given",
+    ZoneSource.REGION: "from the region",
+    ZoneSource.COUNTRY: "from the country",
+    ZoneSource.PHONE: "from the phone number",
+    ZoneSource.SEQUENCE: "of the sequence",
+}
+"""How ``plan`` and ``status`` say where a prospect's zone came from."""
+
+
 _US = {
     "AK": "America/Anchorage", "AL": "America/Chicago", "AR": "America/Chicago",
     "AS": "Pacific/Pago_Pago", "AZ": "America/Phoenix", "CA": "America/Los_Angeles",

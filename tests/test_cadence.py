@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import holidays as holiday_data
 import pytest
 from hypothesis import given
-from pydantic import ValidationError
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from relance.cadence import PlannedTouch, plan_touchpoints, stretch_factor, stretch_wait
 from relance.errors import NotFoundError
@@ -411,7 +411,7 @@ def is_open(instant: datetime, plan: Sequence, zone: ZoneInfo, country: str) -> 
         EVERY_DAY[day.weekday()] in window.days
         and day not in plan.holidays.extra
         and not (plan.holidays.country and day in holiday_dates(country, day.year))
-        and not holiday_data.country_holidays(country).is_weekend(day)
+        and not (plan.holidays.country and holiday_data.country_holidays(country).is_weekend(day))
         and window.start <= local.time() < window.end
     )
 

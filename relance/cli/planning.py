@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from pydantic import ValidationError
 
 from relance.cadence import (
     PlannedTouch,
@@ -35,7 +33,7 @@ from relance.spec import Cadence, Channel, Sequence, WaitUnit
 from relance.store import Store
 from relance.throttle import Caps, next_allowed, recipient_domain
 from relance.workdays import WEEKDAY_NAMES, resolve_local
-from relance.zones import ZoneSource
+from relance.zones import ZONE_SOURCE_TEXT, ZoneSource
 
 PLACEHOLDER_EMAIL = "prospect@example.com"
 """``plan`` needs no real address: the plan depends on value, cycle, zone and country."""
@@ -229,15 +227,6 @@ def read_start(text: str | None, zone: ZoneInfo) -> datetime:
 
 
 # Writing the plan --------------------------------------------------------------------
-
-ZONE_SOURCE_TEXT = {
-    ZoneSource.GIVEN: "given",
-    ZoneSource.REGION: "from the region",
-    ZoneSource.COUNTRY: "from the country",
-    ZoneSource.PHONE: "from the phone number",
-    ZoneSource.SEQUENCE: "of the sequence",
-}
-"""How ``plan`` and ``status`` say where a prospect's zone came from."""
 
 
 def format_amount(amount: float) -> str:
