@@ -57,7 +57,8 @@ class Weekday(StrEnum):
 
 
 COUNTRY_DAYS = "country"
-"""``send_window.days: country``: every working day of the prospect's country."""
+"""``send_window.days: country``: every working day of the prospect's country (read as the
+seven days of the week, which the country's weekend and holidays then close)."""
 
 
 class HolidayCategory(StrEnum):
@@ -199,12 +200,41 @@ ClockTime = Annotated[
 ]
 
 
+def _country_days(value: Any) -> Any:
+    """``days: country`` is every day of the week: the country's weekend closes the rest."""
+    if isinstance(value, str):
+        if value.strip().lower() != COUNTRY_DAYS:
+            raise ValueError(
+                f"expected a list of weekdays such as [mon, tue] or {COUNTRY_DAYS}, got {value!r}"
+            )
+        return list(Weekday)
+    return value
+
+
+WindowDays = Annotated[
+    list[Weekday],
+    BeforeValidator(_country_days),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"enum": [day.value for day in Weekday]},
+                    "minItems": 1,
+                },
+                {"const": COUNTRY_DAYS, "type": "string"},
+            ]
+        }
+    ),
+]
+
+
 class SendWindow(Strict):
     """When touches may fall, in the prospect's local time."""
 
-    days: list[Weekday] | Literal["country"] = Field(
-        default=[Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+    days: WindowDays = Field(
         min_length=1,
+        default=[Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
         description="Weekdays on which touches may fall (mon ... sun), or 'country': every "
         "working day of the prospect's country (Sun-Thu in Israel). Listed days narrow the "
         "country's working week, never widen it: no touch falls on its weekend (unless "

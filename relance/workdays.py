@@ -39,7 +39,7 @@ import holidays as holiday_data
 
 from relance.errors import InputError
 from relance.regions import countries, subdivision
-from relance.spec import COUNTRY_DAYS, HolidayCategory, Holidays, SendWindow, Weekday
+from relance.spec import HolidayCategory, Holidays, SendWindow, Weekday
 
 ONE_DAY = timedelta(days=1)
 HORIZON_DAYS = 3 * 366
@@ -219,11 +219,7 @@ class WorkCalendar:
         self.public = holidays.country and country is not None
         self.categories = tuple(category.value for category in holidays.categories)
         self.extra = frozenset(holidays.extra)
-        self.weekdays = (
-            None
-            if window.days == COUNTRY_DAYS
-            else frozenset(WEEKDAYS.index(day) for day in window.days)
-        )
+        self.weekdays = frozenset(WEEKDAYS.index(day) for day in window.days)
         self.weekend_text = f"weekend in {country}" if country else "weekend"
         self.start = window.start
         self.end = window.end
@@ -259,7 +255,7 @@ class WorkCalendar:
         label = day_label(day)
         if self.public and day in weekend_days(self.country or "", day.year):
             return f"{label}: {self.weekend_text}", False
-        if self.weekdays is not None and day.weekday() not in self.weekdays:
+        if day.weekday() not in self.weekdays:
             return f"{label}: not a send day", False
         if day in self.extra:
             return f"{label}: closed (extra holiday)", True
@@ -396,7 +392,7 @@ def _cached_calendar(
     country: str | None,
     region: str | None,
     holidays: tuple[bool, tuple[HolidayCategory, ...], tuple[date, ...]],
-    window: tuple[tuple[Weekday, ...] | str, time, time],
+    window: tuple[tuple[Weekday, ...], time, time],
     zone: str,
 ) -> WorkCalendar:
     public, categories, extra = holidays
@@ -404,7 +400,7 @@ def _cached_calendar(
     return WorkCalendar(
         country,
         Holidays(country=public, categories=list(categories), extra=list(extra)),
-        SendWindow(days=days if isinstance(days, str) else list(days), start=start, end=end),
+        SendWindow(days=list(days), start=start, end=end),
         ZoneInfo(zone),
         region,
     )
@@ -418,15 +414,10 @@ def work_calendar(
     region: str | None = None,
 ) -> WorkCalendar:
     """A shared ``WorkCalendar`` for these settings: its day cache is reused across calls."""
-    days = window.days
     return _cached_calendar(
         country,
         region,
         (holidays.country, tuple(holidays.categories), tuple(sorted(set(holidays.extra)))),
-        (
-            days if isinstance(days, str) else tuple(sorted(set(days), key=WEEKDAYS.index)),
-            window.start,
-            window.end,
-        ),
+        (tuple(sorted(set(window.days), key=WEEKDAYS.index)), window.start, window.end),
         zone,
     )

@@ -252,7 +252,8 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
            "--now", "2026-03-02T10:30:00Z")  # fmt: skip
     assert cli.ok("status", "claire.martin@example.com") == (
         "Claire Martin <claire.martin@example.com> · prospect 1\n"
-        "Acme Industrie · +33 1 23 45 67 89 · owner sdr@example.com · zone Europe/Paris (given) · FR\n"
+        "Acme Industrie · +33 1 23 45 67 89 · owner sdr@example.com · "
+        "zone Europe/Paris (given) · FR\n"
         "\n"
         "outreach v1 · enrollment 1 · paused (replied)\n"
         "enrolled Mon 2026-03-02 09:00 Europe/Paris (08:00 UTC)\n"
