@@ -266,8 +266,9 @@ class Holidays(Strict):
         min_length=1,
         # Left out when it is the default, so that adding the key changed no stored digest.
         exclude_if=lambda value: value == [HolidayCategory.PUBLIC],
-        description="Holiday categories to skip, e.g. [public, bank]; a category the "
-        "prospect's country does not have is ignored.",
+        description="Holiday categories to skip besides public holidays, which always "
+        "count, e.g. [public, bank, optional]; a category the prospect's country does not "
+        "have is ignored.",
     )
     extra: list[date] = Field(
         default_factory=list,

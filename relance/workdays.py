@@ -217,7 +217,10 @@ class WorkCalendar:
         self.region = region
         self.zone = zone
         self.public = holidays.country and country is not None
-        self.categories = tuple(category.value for category in holidays.categories)
+        # Public holidays always count; the sequence's other categories add to them.
+        self.categories = tuple(
+            dict.fromkeys(["public", *(category.value for category in holidays.categories)])
+        )
         self.extra = frozenset(holidays.extra)
         self.weekdays = frozenset(WEEKDAYS.index(day) for day in window.days)
         self.weekend_text = f"weekend in {country}" if country else "weekend"
