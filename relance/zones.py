@@ -149,7 +149,7 @@ _SAMPLES = tuple(
 
 
 @functools.cache
-def _zone_table() -> dict[str, tuple[str, ...]]:
+def zone_table() -> dict[str, tuple[str, ...]]:
     """Country -> its zones, in the order of the tz database's ``zone.tab``."""
     text = importlib.resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text("utf-8")
     table: dict[str, list[str]] = {}
@@ -164,7 +164,7 @@ def _zone_table() -> dict[str, tuple[str, ...]]:
 @functools.cache
 def country_zone(country: str) -> str | None:
     """The one clock of ``country``, None when it has several (or none is known)."""
-    zones = _zone_table().get(country, ())
+    zones = zone_table().get(country, ())
     if not zones:
         return None
     first = ZoneInfo(zones[0])

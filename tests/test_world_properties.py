@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from relance.prospect import Prospect
 from relance.regions import countries
 from relance.spec import Sequence, Weekday
 from relance.workdays import wall_clock
-from relance.zones import ZoneSource
+from relance.zones import ZoneSource, zone_table
 
 COUNTRIES = sorted(countries())
 EVERY_DAY = list(Weekday)
@@ -42,9 +43,8 @@ def weekend_of(country: str) -> frozenset[int]:
 
 @cache
 def zones_of(country: str) -> tuple[str, ...]:
-    from relance.zones import _zone_table
-
-    return _zone_table().get(country, ())
+    """The zones the tz database lists for ``country``."""
+    return zone_table().get(country, ())
 
 
 @cache
@@ -211,7 +211,7 @@ def test_the_minimum_gap_holds(case: tuple[Sequence, Prospect, datetime]) -> Non
     gap = plan.cadence.min_gap
     zone = ZoneInfo(person.timezone or plan.timezone)
     touches = plan_touchpoints(plan, person, start)
-    for earlier, later in zip(touches, touches[1:], strict=False):
+    for earlier, later in pairwise(touches):
         if gap.unit.value == "days":
             spent = wall_clock(later.due_at, zone) - wall_clock(earlier.due_at, zone)
         else:
