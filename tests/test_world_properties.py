@@ -27,6 +27,7 @@ from relance.workdays import wall_clock
 from relance.zones import ZoneSource, zone_table
 
 COUNTRIES = sorted(countries())
+WITH_REGIONS = [country for country in COUNTRIES if countries()[country]]
 EVERY_DAY = list(Weekday)
 OTHER_ZONES = ["UTC", "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham", "Europe/Paris"]
 CATEGORIES = ["public", "bank", "optional", "government", "half_day"]
@@ -53,29 +54,53 @@ def closed(
 ) -> frozenset[date]:
     """Weekend (less working days moved onto it) and holidays, straight from the library."""
     supported = set(holiday_data.country_holidays(country).supported_categories)
-    wanted = tuple({"public"} | {category for category in categories if category in supported})
+    wanted = {"public"} | {category for category in categories if category in supported}
     subdiv = region.partition("-")[2] if region else None
-    here = holiday_data.country_holidays(country, subdiv=subdiv, years=year, categories=wanted)
-    national = holiday_data.country_holidays(country, years=year, categories=wanted)
-    everywhere: set[date] = set()
-    subdivisions = holiday_data.country_holidays(country).subdivisions
-    if subdivisions:
-        every = [
-            set(holiday_data.country_holidays(country, subdiv=s, years=year, categories=wanted))
-            for s in subdivisions
-        ]
-        everywhere = set.intersection(*every) - set(national)
+    here = holiday_data.country_holidays(
+        country, subdiv=subdiv, years=year, categories=tuple(wanted)
+    )
+    # Category by category, as a day some regions observe as public and others as bank
+    # holiday is not a public holiday observed everywhere.
+    observed = set().union(*(everywhere(country, year, (category,)) for category in wanted))
     day, weekend = date(year, 1, 1), set()
     while day.year == year:
         if here.is_weekend(day) and day not in here.weekend_workdays:
             weekend.add(day)
         day += timedelta(days=1)
-    return frozenset(set(here) | everywhere | weekend)
+    return frozenset(set(here) | observed | weekend)
+
+
+@cache
+def everywhere(
+    country: str, year: int, categories: tuple[str, ...] = ("public",)
+) -> frozenset[date]:
+    """Days every region of ``country`` observes and its national calendar lacks."""
+    subdivisions = holiday_data.country_holidays(country).subdivisions
+    if not subdivisions:
+        return frozenset()
+    national = set(holiday_data.country_holidays(country, years=year, categories=categories))
+    every = [
+        set(holiday_data.country_holidays(country, subdiv=s, years=year, categories=categories))
+        for s in subdivisions
+    ]
+    return frozenset(set.intersection(*every) - national)
+
+
+@cache
+def observed_everywhere() -> list[str]:
+    """The countries with such days in 2026 or 2027 (Australia's observed Christmas...)."""
+    return [c for c in WITH_REGIONS if everywhere(c, 2026) or everywhere(c, 2027)]
 
 
 @st.composite
 def places(draw: st.DrawFn) -> Prospect:
-    country = draw(st.sampled_from(COUNTRIES))
+    country = draw(
+        st.one_of(
+            st.sampled_from(COUNTRIES),
+            st.sampled_from(WITH_REGIONS),
+            st.sampled_from(observed_everywhere()),
+        )
+    )
     subdivisions = countries()[country]
     region = draw(st.one_of(st.none(), st.sampled_from(subdivisions))) if subdivisions else None
     zone = draw(st.one_of(st.none(), st.sampled_from([*zones_of(country), *OTHER_ZONES])))
@@ -154,12 +179,36 @@ def sequences(draw: st.DrawFn, country: str) -> Sequence:
     )
 
 
+@cache
+def rare_days(country: str, region: str | None, year: int) -> tuple[date, ...]:
+    """The holidays a plan is least likely to meet by chance: the region's own, and those
+    every region observes but the national calendar lacks (else the national ones)."""
+    national = holiday_data.country_holidays(country, years=year)
+    subdivisions = holiday_data.country_holidays(country).subdivisions
+    found: set[date] = set()
+    if region:
+        here = holiday_data.country_holidays(country, subdiv=region.partition("-")[2], years=year)
+        found |= set(here) - set(national)
+    if subdivisions:
+        every = [
+            set(holiday_data.country_holidays(country, subdiv=s, years=year)) for s in subdivisions
+        ]
+        found |= set.intersection(*every) - set(national)
+    return tuple(sorted(found or set(national)))
+
+
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[Sequence, Prospect, datetime]:
     person = draw(places())
     assert person.country is not None
     plan = draw(sequences(person.country))
     start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=draw(st.integers(0, 730 * 1440)))
+    near = rare_days(person.country, person.region, draw(st.sampled_from([2026, 2027])))
+    if near and draw(st.booleans()):  # just before a holiday, often a regional one
+        day = draw(st.sampled_from(near)) - timedelta(days=draw(st.integers(0, 3)))
+        start = datetime.combine(day, datetime.min.time(), UTC) + timedelta(
+            minutes=draw(st.integers(0, 1439))
+        )
     return plan, person, start
 
 
