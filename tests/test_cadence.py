@@ -111,6 +111,12 @@ def test_a_known_value_must_be_positive(value: float) -> None:
         stretch_factor(Cadence(), value, None)
 
 
+def test_a_value_too_small_for_a_ratio_still_gives_the_floor() -> None:
+    """1e-320 / 10000 underflows to 0: the stretch is computed from logarithms instead."""
+    assert stretch_factor(Cadence(), 1e-320, None) == Cadence().min_stretch
+    assert stretch_factor(Cadence(), 1e308, 1e308) == Cadence().max_stretch
+
+
 def test_business_days_round_up_and_other_waits_stretch_exactly() -> None:
     assert stretch_wait(Wait.parse("2 business days"), 1.4375) == 3
     assert stretch_wait(Wait.parse("3 business days"), 1.0) == 3

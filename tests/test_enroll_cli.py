@@ -273,6 +273,25 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
     )
 
 
+def test_a_region_gives_its_zone_and_status_says_where_it_came_from(cli: Cli) -> None:
+    cli.ok("enroll", "outreach", "--email", "sam@example.com", "--country", "US-CA",
+           "--field", "industry=x", "--now", NOW)  # fmt: skip
+    header = cli.ok("status", "sam@example.com").splitlines()[1]
+    assert header == "zone America/Los_Angeles (from the region) · US-CA"
+    data = json.loads(cli.ok("status", "sam@example.com", "--json"))["prospect"]
+    assert (data["region"], data["timezone"], data["timezone_source"]) == (
+        "US-CA", "America/Los_Angeles", "region",
+    )  # fmt: skip
+
+
+def test_an_unknown_region_is_refused_with_a_suggestion(cli: Cli) -> None:
+    error = cli.fails("enroll", "outreach", "--email", "sam@example.com", "--country", "DE",
+                      "--region", "Bayrn", "--field", "industry=x", "--now", NOW)  # fmt: skip
+    assert error.endswith("got 'Bayrn' (did you mean 'DE-BY'?)\n")
+    assert error.startswith("error: --region: expected a region of DE such as DE-BB")
+    assert cli.count("prospects") == 0
+
+
 def test_status_by_id_as_json(cli: Cli) -> None:
     enroll_claire(cli)
     data = json.loads(cli.ok("status", "1", "--json"))
