@@ -104,20 +104,6 @@ def check_region(value: str, country: str | None) -> tuple[str, str]:
     )
 
 
-def split_place(country: str | None, region: str | None) -> tuple[str | None, str | None]:
-    """The checked (country, region) of what a prospect says: "DE-BY" as a country is both."""
-    if country is not None and len(country.strip()) > 2 and "-" in country:
-        head, _, _tail = country.strip().partition("-")
-        if region is None:
-            checked_country = check_country(head)
-            return check_region(country, checked_country)
-        country = head
-    checked = check_country(country) if country is not None else None
-    if region is None:
-        return checked, None
-    return check_region(region, checked)
-
-
 def subdivision(region: str) -> str:
     """The library's subdivision code of a checked region: "DE-BY" -> "BY"."""
     return region.partition("-")[2]

@@ -12,15 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relance.country_calendars import closed_days, known_country, public_holidays, weekend_days
 from relance.spec import Holidays, SendWindow, Weekday
-from relance.workdays import (
-    WorkCalendar,
-    known_country,
-    public_holidays,
-    resolve_local,
-    wall_clock,
-    work_calendar,
-)
+from relance.workdays import WorkCalendar, resolve_local, wall_clock, work_calendar
 
 PARIS = ZoneInfo("Europe/Paris")
 EVERY_DAY = list(Weekday)
@@ -388,3 +382,54 @@ def test_wall_clock_and_resolve_local_are_monotone_minute_by_minute_around_each_
             wall_clock(instant, tz) >= naive
             for instant, naive in zip(resolved, naives, strict=True)
         )
+
+
+# Each country's calendar ------------------------------------------------------------
+
+
+def test_the_weekend_is_the_countrys_and_the_window_only_narrows_it() -> None:
+    weekdays = SendWindow(days=WEEKDAYS)
+    israel = WorkCalendar("IL", Holidays(), weekdays, ZoneInfo("Asia/Jerusalem"))
+    assert israel.closed_reason(date(2027, 4, 16)) == "Fri 2027-04-16: weekend in IL"
+    assert israel.closed_reason(date(2027, 4, 18)) == "Sun 2027-04-18: not a send day"
+    country = SendWindow.model_validate({"days": "country"})
+    israel = WorkCalendar("IL", Holidays(), country, ZoneInfo("Asia/Jerusalem"))
+    assert israel.is_working_day(date(2027, 4, 18))
+    iran = WorkCalendar("IR", Holidays(), country, ZoneInfo("Asia/Tehran"))
+    assert iran.is_working_day(date(2027, 4, 17))  # Saturday
+    assert iran.closed_reason(date(2027, 4, 16)) == "Fri 2027-04-16: weekend in IR"
+
+
+def test_a_weekend_follows_the_date_it_falls_on() -> None:
+    # Saudi Arabia moved its weekend from Thursday-Friday to Friday-Saturday on 28 June 2013.
+    assert date(2013, 6, 27) in weekend_days("SA", 2013)
+    assert date(2013, 7, 4) not in weekend_days("SA", 2013)
+    assert date(2013, 7, 6) in weekend_days("SA", 2013)
+    # A Saturday made a working day in Hungary.
+    assert date(2024, 8, 3) not in weekend_days("HU", 2024)
+    assert date(2024, 8, 10) in weekend_days("HU", 2024)
+
+
+def test_regional_and_everywhere_holidays_and_other_categories() -> None:
+    assert closed_days("DE", "DE-BY", 2027, ("public",))[date(2027, 1, 6)] == (
+        "public holiday in DE-BY (Epiphany)"
+    )
+    assert date(2027, 1, 6) not in closed_days("DE", None, 2027, ("public",))
+    assert closed_days("AU", None, 2027, ("public",))[date(2027, 12, 27)] == (
+        "public holiday in every region of AU (Christmas Day (observed))"
+    )
+    assert date(2026, 8, 3) not in closed_days("AU", "AU-NSW", 2026, ("public",))
+    assert closed_days("AU", "AU-NSW", 2026, ("public", "bank"))[date(2026, 8, 3)] == (
+        "bank holiday in AU-NSW (Bank Holiday)"
+    )
+    # A category the country does not have is ignored.
+    assert closed_days("IL", None, 2027, ("public", "bank")) == closed_days(
+        "IL", None, 2027, ("public",)
+    )
+
+
+def test_the_countrys_calendar_can_be_turned_off() -> None:
+    every_day = SendWindow(days=EVERY_DAY)
+    calendar = WorkCalendar("FR", Holidays(country=False), every_day, PARIS)
+    assert calendar.is_working_day(date(2026, 12, 26))  # a Saturday
+    assert calendar.is_working_day(date(2026, 12, 25))
