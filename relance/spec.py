@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from relance.regions import check_country
+
 SEQUENCE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 STEP_ID_PATTERN = SEQUENCE_ID_PATTERN
 
@@ -574,6 +576,11 @@ class Sequence(Strict):
         "beyond the standard ones.",
     )
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        return check_country(value)
 
     @field_validator("timezone")
     @classmethod
