@@ -1,8 +1,9 @@
 """Planning throughput: how many touchpoints ``plan_touchpoints`` places per second.
 
-Builds prospects with varied deal values, cycle lengths, zones and countries, then plans
-a sequence for each, from enrollment times spread over a year. Prints the figures, then
-one line of JSON with them.
+Builds prospects with varied deal values, cycle lengths, countries and regions (their
+regional holidays on), half of them with a zone given and half with a zone inferred from
+the region, the country or the phone number, then plans a sequence for each, from
+enrollment times spread over a year. Prints the figures, then one line of JSON with them.
 
     .venv/bin/python bench/plan.py [--prospects 100000] [--sequence outbound-2w|builtin|PATH]
 
@@ -18,6 +19,7 @@ import random
 import resource
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,17 +32,21 @@ from relance.spec import Sequence
 ROOT = Path(__file__).resolve().parent.parent
 
 PLACES = [
-    ("Europe/Paris", "FR"),
-    ("Europe/Berlin", "DE"),
-    ("Europe/London", "GB"),
-    ("Europe/Madrid", "ES"),
-    ("America/New_York", "US"),
-    ("America/Los_Angeles", "US"),
-    ("America/Sao_Paulo", "BR"),
-    ("Asia/Kolkata", "IN"),
-    ("Australia/Sydney", "AU"),
-    ("Pacific/Auckland", "NZ"),
+    ("Europe/Paris", "FR", "FR-57", ""),
+    ("Europe/Berlin", "DE", "DE-BY", ""),
+    ("Europe/London", "GB", "GB-SCT", ""),
+    ("Europe/Madrid", "ES", "ES-CT", ""),
+    ("America/New_York", "US", "US-NY", ""),
+    ("America/Los_Angeles", "US", "US-CA", ""),
+    ("America/Sao_Paulo", "BR", "BR-SP", ""),
+    ("Asia/Kolkata", "IN", None, ""),
+    ("Australia/Sydney", "AU", "AU-NSW", ""),
+    ("Pacific/Auckland", "NZ", None, ""),
+    ("Asia/Jerusalem", "IL", None, ""),
+    ("America/Chicago", "US", None, "+1 312 555 0100"),
 ]
+"""(zone, country, region, phone): the zone is given for half of the prospects, and
+inferred for the other half (region, country or phone)."""
 
 
 def builtin_sequence() -> Sequence:
@@ -77,14 +83,16 @@ def load(reference: str) -> Sequence:
 def make_prospects(count: int, rng: random.Random) -> list[Prospect]:
     prospects = []
     for index in range(count):
-        zone, country = PLACES[index % len(PLACES)]
+        zone, country, region, phone = PLACES[index % len(PLACES)]
         prospects.append(
             Prospect(
                 email=f"p{index}@example.com",
                 deal_value=0 if rng.random() < 0.1 else round(rng.lognormvariate(9.6, 1.0)),
                 cycle_days=0 if rng.random() < 0.1 else round(rng.lognormvariate(4.1, 0.6)),
-                timezone=zone,
+                timezone=zone if (index // len(PLACES)) % 2 else None,
                 country=country,
+                region=region,
+                phone=phone,
             )
         )
     return prospects
@@ -110,9 +118,12 @@ def main() -> None:
 
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rate = touchpoints / seconds
+    sources = Counter(str(prospect.timezone_source) for prospect in prospects)
     print(
         f"sequence {sequence.id} ({len(sequence.timed_steps)} timed steps), "
-        f"{len(prospects):,} prospects in {len(PLACES)} zones"
+        f"{len(prospects):,} prospects in {len(PLACES)} places, "
+        f"{sum(1 for p in prospects if p.region):,} with a region; zones: "
+        + ", ".join(f"{source} {count:,}" for source, count in sorted(sources.items()))
     )
     print(f"planned {touchpoints:,} touchpoints in {seconds:.2f} s")
     print(f"{rate:,.0f} touchpoints/s ({1e6 / rate:.1f} µs each), peak RSS {peak_rss_mb:.0f} MB")
@@ -122,6 +133,8 @@ def main() -> None:
             "sequence": sequence.id,
             "prospects": len(prospects),
             "touchpoints": touchpoints,
+            "with_region": sum(1 for p in prospects if p.region),
+            "zone_sources": dict(sorted(sources.items())),
             "touchpoints_per_s": round(rate),
             "seconds": round(seconds, 3),
             "peak_rss_mb": round(peak_rss_mb, 1),

@@ -4,14 +4,14 @@
 clock, in order:
 
 1. the wait is stretched: business days become ``ceil(n * stretch)``, calendar days,
-   hours and minutes are multiplied exactly;
+   hours and minutes are multiplied exactly; a step with ``stretch: false`` is not;
 2. it is measured from the previous touch's due time (the first from ``start``):
    calendar and business days on the local wall clock (09:00 stays 09:00 across a DST
    change), hours and minutes in absolute time;
 3. from the second touch on, it is raised to at least ``cadence.min_gap`` after the
    previous touch (the *nominal* time);
 4. it moves to the next instant inside the send window on an open day of the prospect's
-   country and zone (``moved`` says why).
+   country, region and zone (``moved`` says why: "Fri 2027-03-12: weekend in IL").
 
 What holds, and what the tests check:
 
@@ -19,6 +19,7 @@ What holds, and what the tests check:
   (minutes and hours: absolute time; days: local wall clock; business days: open days);
 - every due time is on an open day (a window day, not a public holiday when
   ``holidays.country`` is on, not an ``extra`` date), inside ``[start, end)`` local time;
+- a step with ``stretch: false`` keeps its wait as written (a pinned wait);
 - the stretch is non-decreasing in deal value and in cycle length (over known values),
   every step of the chain is monotone, so a larger stretch never makes a due time earlier
   and never shortens a stretched wait. The gap between two due times can still shrink:
@@ -30,9 +31,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from relance.errors import NotFoundError
+from relance.errors import InputError, NotFoundError
 from relance.prospect import Prospect
 from relance.spec import Cadence, Channel, Sequence, Wait, WaitUnit
 from relance.workdays import WorkCalendar, work_calendar
@@ -66,7 +67,8 @@ def stretch_factor(cadence: Cadence, deal_value: float | None, cycle_days: float
         if not value > 0:
             raise ValueError(f"expected a positive {name} or None (unknown), got {value!r}")
         if doubling > 0:
-            exponent += math.log2(value / reference) * math.log2(1 + doubling)
+            # A difference of logarithms: value / reference can underflow to 0.
+            exponent += (math.log2(value) - math.log2(reference)) * math.log2(1 + doubling)
     exponent = min(max(exponent, -_LOG2_LIMIT), _LOG2_LIMIT)
     return min(max(math.exp2(exponent), cadence.min_stretch), cadence.max_stretch)
 
@@ -114,6 +116,8 @@ class _TimedStep:
     step_id: str
     channel: Channel
     wait: Wait
+    stretch: bool
+    """False for a pinned wait: applied as written, whatever the deal value and cycle."""
 
 
 class _CompiledSequence:
@@ -122,7 +126,7 @@ class _CompiledSequence:
     def __init__(self, sequence: Sequence) -> None:
         self.sequence = sequence
         self.steps = tuple(
-            _TimedStep(position, step.id, step.channel, step.wait)
+            _TimedStep(position, step.id, step.channel, step.wait, step.stretch)
             for position, step in enumerate(sequence.steps)
             if step.timed
         )
@@ -130,14 +134,14 @@ class _CompiledSequence:
         self.cadence = sequence.cadence
         self.min_gap = sequence.cadence.min_gap
         self.min_gap_text = f"raised to the minimum gap of {sequence.cadence.min_gap}"
-        self._calendars: dict[tuple[str, str], WorkCalendar] = {}
+        self._calendars: dict[tuple[str, str | None, str], WorkCalendar] = {}
 
-    def calendar(self, country: str, zone: str) -> WorkCalendar:
-        key = (country, zone)
+    def calendar(self, country: str, region: str | None, zone: str) -> WorkCalendar:
+        key = (country, region, zone)
         found = self._calendars.get(key)
         if found is None:
             sequence = self.sequence
-            found = work_calendar(country, sequence.holidays, sequence.send_window, zone)
+            found = work_calendar(country, sequence.holidays, sequence.send_window, zone, region)
             self._calendars[key] = found
         return found
 
@@ -199,6 +203,35 @@ def _covers_min_gap(unit: WaitUnit, amount: float, gap: Wait) -> bool:
     return False
 
 
+PLANNABLE = (date(1900, 1, 1), date(2199, 12, 31))
+"""The days a sequence may start on: far enough from the ends of the calendar that its
+waits, the search for an open day and the holiday tables all stay within range."""
+
+
+def check_plannable(start: datetime, what: str = "start") -> None:
+    """InputError unless ``start`` falls within ``PLANNABLE`` (its own date, zone or not)."""
+    low, high = PLANNABLE
+    if not low <= start.date() <= high:
+        raise InputError(
+            f"{what}: expected a time between {low} and {high}, got {start.isoformat()}"
+        )
+
+
+def prospect_calendar(
+    compiled: _CompiledSequence, sequence: Sequence, prospect: Prospect
+) -> WorkCalendar:
+    """The calendar of ``prospect``: its country and region (a region only with the country
+    it belongs to), its zone, else the sequence's."""
+    country = prospect.country or sequence.country
+    region = prospect.region if prospect.country else None
+    return compiled.calendar(country, region, prospect.timezone or sequence.timezone)
+
+
+def calendar_for(sequence: Sequence, prospect: Prospect) -> WorkCalendar:
+    """The ``WorkCalendar`` ``plan_touchpoints`` uses for ``prospect`` in ``sequence``."""
+    return prospect_calendar(_compiled(sequence), sequence, prospect)
+
+
 def plan_touchpoints(
     sequence: Sequence, prospect: Prospect, start: datetime, *, after_step: str | None = None
 ) -> list[PlannedTouch]:
@@ -210,10 +243,9 @@ def plan_touchpoints(
     """
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError(f"expected a timezone-aware start, got {start.isoformat()}")
+    check_plannable(start)
     compiled = _compiled(sequence)
-    calendar = compiled.calendar(
-        prospect.country or sequence.country, prospect.timezone or sequence.timezone
-    )
+    calendar = prospect_calendar(compiled, sequence, prospect)
     zone = calendar.zone
     stretch = stretch_factor(
         compiled.cadence, known(prospect.deal_value), known(prospect.cycle_days)
@@ -224,15 +256,20 @@ def plan_touchpoints(
     touches: list[PlannedTouch] = []
     for step in compiled.steps_after(after_step):
         wait = step.wait
-        amount = stretch_wait(wait, stretch)
+        amount = stretch_wait(wait, stretch if step.stretch else 1.0)
         moved: list[str] = []
-        nominal = _shift(calendar, cursor, wait.unit, amount, moved)
-        if not first and not _covers_min_gap(wait.unit, amount, gap):
-            gap_reasons = [compiled.min_gap_text]
-            floor = _shift(calendar, cursor, gap.unit, gap.amount, gap_reasons)
-            if floor > nominal:
-                nominal, moved = floor, gap_reasons
-        due = calendar.snap(nominal, moved)
+        try:
+            nominal = _shift(calendar, cursor, wait.unit, amount, moved)
+            if not first and not _covers_min_gap(wait.unit, amount, gap):
+                gap_reasons = [compiled.min_gap_text]
+                floor = _shift(calendar, cursor, gap.unit, gap.amount, gap_reasons)
+                if floor > nominal:
+                    nominal, moved = floor, gap_reasons
+            due = calendar.snap(nominal, moved)
+        except OverflowError:
+            raise InputError(
+                f"step {step.step_id}: its wait of {wait} goes past the end of the calendar"
+            ) from None
         touches.append(
             PlannedTouch(
                 step_id=step.step_id,

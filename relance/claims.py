@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from relance.cadence import calendar_for
 from relance.engine import (
     EnrollmentState,
     Hold,
@@ -43,7 +44,6 @@ from relance.spec import Channel, Sequence
 from relance.store import Store
 from relance.tables import deliveries, enrollments, prospects, suppressions, touchpoints
 from relance.throttle import Caps, SendLog, next_allowed, recipient_domain
-from relance.workdays import work_calendar
 
 MAX_ATTEMPTS = 5
 THROTTLE_LOCK = 7_215_001
@@ -167,7 +167,9 @@ def _candidates(
             prospects.c.title,
             prospects.c.phone,
             prospects.c.timezone,
+            prospects.c.timezone_source,
             prospects.c.country,
+            prospects.c.region,
             prospects.c.locale,
             prospects.c.owner,
             prospects.c.fields,
@@ -217,12 +219,7 @@ def claim(
         for row in rows:
             sequence = load_version(connection, row.sequence_version_id)
             person = prospect_from_db(row, row.deal_value, row.cycle_days)
-            calendar = work_calendar(
-                person.country or sequence.country,
-                sequence.holidays,
-                sequence.send_window,
-                person.timezone or sequence.timezone,
-            )
+            calendar = calendar_for(sequence, person)
             channel = Channel(row.channel)
             action = next_action(
                 TouchState(

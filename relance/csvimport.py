@@ -23,7 +23,8 @@ What a file may look like:
   deal_value Deal value, Deal amount, Amount, Montant, Valeur
   cycle_days Cycle days, Sales cycle days, Cycle length, Cycle
   timezone   Time zone, Timezone, TZ, Fuseau horaire
-  country    Country, Country code, Pays
+  country    Country, Country code, Pays (or "DE-BY": country and region)
+  region     Region, State, State/Region, Province, Bundesland, Canton, Département
   locale     Locale, Language, Lang, Langue
   owner      Owner, Contact owner, Account owner, SDR, Propriétaire
   need       Need, Besoin
@@ -85,6 +86,19 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "cycle_days": ("sales_cycle_days", "cycle_length", "cycle"),
     "timezone": ("time_zone", "tz", "fuseau_horaire"),
     "country": ("country_code", "pays"),
+    "region": (
+        "state",
+        "state_region",
+        "state_province",
+        "province",
+        "bundesland",
+        "canton",
+        "kanton",
+        "departement",
+        "department",
+        "region_code",
+        "subdivision",
+    ),
     "locale": ("language", "lang", "langue"),
     "owner": ("contact_owner", "account_owner", "sdr", "proprietaire"),
     "need": ("besoin",),

@@ -30,6 +30,7 @@ from relance.spec import Sequence
 from relance.store import Store
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
 from relance.variants import assign_variants
+from relance.zones import ZoneSource
 
 CHUNK = 500
 
@@ -119,7 +120,9 @@ def prospect_row(prospect: Prospect, now: datetime) -> dict[str, Any]:
         "title": prospect.title,
         "phone": prospect.phone,
         "timezone": prospect.timezone,
+        "timezone_source": prospect.timezone_source.value if prospect.timezone_source else None,
         "country": prospect.country,
+        "region": prospect.region,
         "locale": prospect.locale,
         "owner": prospect.owner,
         "fields": dict(prospect.fields),
@@ -147,11 +150,21 @@ def prospect_from_db(row: Any, deal_value: float = 0, cycle_days: float = 0) -> 
         deal_value=deal_value,
         cycle_days=cycle_days,
         timezone=row.timezone,
+        timezone_source=stored_zone_source(row.timezone, row.timezone_source),
         country=row.country,
+        region=row.region,
         locale=row.locale,
         owner=row.owner,
         fields=dict(row.fields or {}),
     )
+
+
+def stored_zone_source(zone: str | None, source: str | None) -> ZoneSource:
+    """Where a stored prospect's zone came from; rows stored before it was recorded say
+    nothing: their zone was given, or the sequence's applies."""
+    if source:
+        return ZoneSource(source)
+    return ZoneSource.GIVEN if zone else ZoneSource.SEQUENCE
 
 
 def save_prospects(connection: Connection, people: list[Prospect], now: datetime) -> dict[str, int]:
@@ -182,6 +195,8 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
             for key, value in prospect_row(person, now).items()
             if key not in ("created_at", "fields", "stage") and value not in ("", None)
         }
+        if person.timezone is None:  # nothing new to say about the zone: keep the stored one
+            values.pop("timezone_source", None)
         given = {key: value for key, value in person.fields.items() if value != ""}
         values["fields"] = {**stored_fields[person.email], **given}
         connection.execute(update(prospects).where(prospects.c.id == ids[person.email]), values)

@@ -6,6 +6,7 @@ its message and exits non-zero, never a traceback.
     │   ├── SequenceError          a sequence file does not load or validate (carries problems)
     │   ├── RoutingError           routing.yaml does not load or validate (carries problems)
     │   ├── ProspectError          a prospect, CSV row or column is wrong
+    │   │   └── OptionError        a command-line option is wrong (the CLI exits 2)
     │   ├── RenderError            a template is missing, does not parse or does not render
     │   ├── NotFoundError          no such sequence, step, prospect or task
     │   └── SignatureError         a webhook's signature is missing, wrong or stale (403)
@@ -50,6 +51,10 @@ class RoutingError(InputError):
 
 class ProspectError(InputError):
     """A prospect, CSV row or column is wrong."""
+
+
+class OptionError(ProspectError):
+    """A command-line option's value is wrong: the CLI exits 2, as for any usage error."""
 
 
 class RenderError(InputError):

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from relance.errors import ProspectError
 from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
+from relance.regions import check_country, check_region
+from relance.zones import ZoneSource, infer_zone
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -43,6 +54,7 @@ STANDARD_FIELDS: tuple[str, ...] = (
     "cycle_days",
     "timezone",
     "country",
+    "region",
     "locale",
     "owner",
 )
@@ -65,7 +77,16 @@ class Prospect(BaseModel):
         default=0, ge=0, description="Expected sales cycle in days; 0 if unknown."
     )
     timezone: str | None = None
+    timezone_source: ZoneSource | None = Field(
+        default=None,
+        description="Where the zone came from: given, or inferred from the region, the "
+        "country or the phone number; sequence: none, the sequence's applies.",
+    )
     country: str | None = None
+    region: str | None = Field(
+        default=None,
+        description='ISO 3166-2 subdivision as the holidays library names it, "DE-BY".',
+    )
     locale: str | None = None
     owner: str = ""
     need: int | None = Field(default=None, description="Need, 0-3; None: not assessed.")
@@ -100,15 +121,60 @@ class Prospect(BaseModel):
             ) from None
         return value
 
+    @field_validator("deal_value", "cycle_days")
+    @classmethod
+    def _not_underflowing(cls, value: float) -> float:
+        if 0 < value < sys.float_info.min:
+            raise ValueError(
+                f"expected 0 (unknown) or a positive number of usual size, got {value!r} "
+                "(too small to compute with)"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _country_with_region(cls, data: Any) -> Any:
+        """ "DE-BY" as the country is country DE in region DE-BY; region "US-CA" alone is in US."""
+        if isinstance(data, dict):
+            country, region = data.get("country"), data.get("region")
+            if isinstance(country, str) and country.strip()[2:3] == "-" and not region:
+                data = {**data, "country": country.strip()[:2], "region": country.strip()}
+            elif isinstance(region, str) and region.strip()[2:3] == "-" and not country:
+                data = {**data, "country": region.strip()[:2]}
+        return data
+
     @field_validator("country")
     @classmethod
     def _valid_country(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        value = value.strip().upper()
-        if not re.fullmatch(r"[A-Z]{2}", value):
-            raise ValueError(f'expected a two-letter country code such as "FR", got {value!r}')
-        return value
+        assert value is not None
+        return check_country(value)
+
+    @field_validator("region")
+    @classmethod
+    def _valid_region(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if "country" not in info.data:
+            return None  # the country is wrong: its own error says so
+        return check_region(value, info.data["country"])[1]
+
+    @model_validator(mode="after")
+    def _zone_or_its_source(self) -> Prospect:
+        """A missing zone is inferred (region, country, phone); the source is kept."""
+        zone: str | None = self.timezone
+        if zone is not None:
+            source = self.timezone_source or ZoneSource.GIVEN
+        elif self.timezone_source is ZoneSource.SEQUENCE:
+            return self
+        else:
+            zone, source = infer_zone(self.country, self.region, self.phone)
+        # The model is frozen once built: this completes it while it is being built.
+        object.__setattr__(self, "timezone", zone)
+        object.__setattr__(self, "timezone_source", source)
+        return self
 
     @field_validator("locale")
     @classmethod
@@ -137,7 +203,9 @@ class Prospect(BaseModel):
 
     def context(self) -> dict[str, Any]:
         """What templates see as ``prospect``: standard fields and custom fields together."""
-        data: dict[str, Any] = self.model_dump(exclude={"fields", *QUALIFICATION_FIELDS})
+        data: dict[str, Any] = self.model_dump(
+            exclude={"fields", "timezone_source", *QUALIFICATION_FIELDS}
+        )
         data["full_name"] = " ".join(part for part in (self.first_name, self.last_name) if part)
         data.update(self.fields)
         return data

@@ -38,8 +38,9 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from integrations.inbound_parse import InboundEmail, OutOfOffice, Reply, classify
+from relance.cadence import calendar_for
 from relance.engine import Signal, Status
-from relance.enrollments import load_version
+from relance.enrollments import load_version, prospect_from_db
 from relance.envelope import tokens_in, touchpoint_ids_in
 from relance.errors import NotFoundError, StateError
 from relance.settings import Settings
@@ -47,7 +48,6 @@ from relance.signals import record_signal
 from relance.store import Store
 from relance.tables import enrollments, events, prospects, tasks, touchpoints
 from relance.unsubscribes import unsubscribe_token
-from relance.workdays import work_calendar
 
 logger = logging.getLogger(__name__)
 
@@ -388,17 +388,12 @@ def snooze_end(
         query = query.where(enrollments.c.status.in_([Status.ACTIVE.value, Status.PAUSED.value]))
     version_id = connection.execute(query.order_by(enrollments.c.enrolled_at.desc())).scalar()
     person = connection.execute(
-        select(prospects.c.country, prospects.c.timezone).where(prospects.c.id == match.prospect_id)
+        select(prospects).where(prospects.c.id == match.prospect_id)
     ).first()
     if version_id is None or person is None:
         return max(now, datetime.combine(back_on, time(), tzinfo=now.tzinfo))
     sequence = load_version(connection, version_id)
-    calendar = work_calendar(
-        person.country or sequence.country,
-        sequence.holidays,
-        sequence.send_window,
-        person.timezone or sequence.timezone,
-    )
+    calendar = calendar_for(sequence, prospect_from_db(person))
     return max(now, calendar.next_slot(calendar.resolve(datetime.combine(back_on, time()))))
 
 

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from relance.regions import check_country
+
 SEQUENCE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 STEP_ID_PATTERN = SEQUENCE_ID_PATTERN
 
@@ -54,6 +56,42 @@ class Weekday(StrEnum):
     FRI = "fri"
     SAT = "sat"
     SUN = "sun"
+
+
+COUNTRY_DAYS = "country"
+"""``send_window.days: country``: every working day of the prospect's country (read as the
+seven days of the week, which the country's weekend and holidays then close)."""
+
+
+class HolidayCategory(StrEnum):
+    """Holiday categories of the ``holidays`` library (a country has some of them)."""
+
+    PUBLIC = "public"
+    BANK = "bank"
+    GOVERNMENT = "government"
+    OPTIONAL = "optional"
+    HALF_DAY = "half_day"
+    DE_FACTO = "de_facto"
+    UNOFFICIAL = "unofficial"
+    SCHOOL = "school"
+    ARMED_FORCES = "armed_forces"
+    OPTIONAL_WOMEN = "optional_women"
+    CATHOLIC = "catholic"
+    CHRISTIAN = "christian"
+    ORTHODOX = "orthodox"
+    PROTESTANT = "protestant"
+    ARMENIAN = "armenian"
+    HEBREW = "hebrew"
+    HINDU = "hindu"
+    ISLAMIC = "islamic"
+    ALBANIAN = "albanian"
+    BOSNIAN = "bosnian"
+    ROMA = "roma"
+    SABIAN = "sabian"
+    SERBIAN = "serbian"
+    TURKISH = "turkish"
+    VLACH = "vlach"
+    YAZIDI = "yazidi"
 
 
 class WaitUnit(StrEnum):
@@ -164,13 +202,45 @@ ClockTime = Annotated[
 ]
 
 
+def _country_days(value: Any) -> Any:
+    """``days: country`` is every day of the week: the country's weekend closes the rest."""
+    if isinstance(value, str):
+        if value.strip().lower() != COUNTRY_DAYS:
+            raise ValueError(
+                f"expected a list of weekdays such as [mon, tue] or {COUNTRY_DAYS}, got {value!r}"
+            )
+        return list(Weekday)
+    return value
+
+
+WindowDays = Annotated[
+    list[Weekday],
+    BeforeValidator(_country_days),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "array",
+                    "items": {"enum": [day.value for day in Weekday]},
+                    "minItems": 1,
+                },
+                {"const": COUNTRY_DAYS, "type": "string"},
+            ]
+        }
+    ),
+]
+
+
 class SendWindow(Strict):
     """When touches may fall, in the prospect's local time."""
 
-    days: list[Weekday] = Field(
-        default=[Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+    days: WindowDays = Field(
         min_length=1,
-        description="Weekdays on which touches may fall (mon ... sun).",
+        default=[Weekday.MON, Weekday.TUE, Weekday.WED, Weekday.THU, Weekday.FRI],
+        description="Weekdays on which touches may fall (mon ... sun), or 'country': every "
+        "working day of the prospect's country (Sun-Thu in Israel). Listed days narrow the "
+        "country's working week, never widen it: no touch falls on its weekend (unless "
+        "holidays.country is false).",
     )
     start: ClockTime = Field(default=time(9, 0), description="Earliest local time, e.g. 09:00.")
     end: ClockTime = Field(default=time(17, 30), description="Latest local time, e.g. 17:30.")
@@ -189,7 +259,18 @@ class Holidays(Strict):
 
     country: bool = Field(
         default=True,
-        description="Skip the public holidays of the prospect's country (holidays library).",
+        description="Follow the calendar of the prospect's country (holidays library): "
+        "no touch on its weekend, its holidays, its region's, or the days every region of "
+        "the country observes. false: only the window days and the extra dates close a day.",
+    )
+    categories: list[HolidayCategory] = Field(
+        default=[HolidayCategory.PUBLIC],
+        min_length=1,
+        # Left out when it is the default, so that adding the key changed no stored digest.
+        exclude_if=lambda value: value == [HolidayCategory.PUBLIC],
+        description="Holiday categories to skip besides public holidays, which always "
+        "count, e.g. [public, bank, optional]; a category the prospect's country does not "
+        "have is ignored.",
     )
     extra: list[date] = Field(
         default_factory=list,
@@ -383,6 +464,13 @@ class Step(Strict):
         description="email only: start a new thread with this step's own subject, instead "
         "of answering the first email of the sequence (Re: ...).",
     )
+    stretch: bool = Field(
+        default=True,
+        # Left out when true, so that adding the key changed no stored version's digest.
+        exclude_if=lambda value: value is True,
+        description="false: the wait is pinned, as written, whatever the deal value and "
+        'cycle length ("the day after the trade show").',
+    )
     remind_before: WaitText | None = Field(
         default=None,
         description="meeting_confirmation only: also send a reminder this long before the meeting.",
@@ -488,6 +576,11 @@ class Sequence(Strict):
         "beyond the standard ones.",
     )
     steps: list[Step] = Field(min_length=1)
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        return check_country(value)
 
     @field_validator("timezone")
     @classmethod

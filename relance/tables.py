@@ -83,7 +83,11 @@ prospects = Table(
     Column("title", String(300), nullable=False, server_default=""),
     Column("phone", String(60), nullable=False, server_default=""),
     Column("timezone", String(64)),
+    # given | region | country | phone | sequence (relance.zones); NULL: stored before 0005
+    Column("timezone_source", String(10)),
     Column("country", String(2)),
+    # ISO 3166-2 as the holidays library names it: "DE-BY", "US-CA"
+    Column("region", String(40)),
     Column("locale", String(8)),
     Column("owner", String(320), nullable=False, server_default=""),
     Column("fields", _json(), nullable=False),

@@ -17,22 +17,25 @@ monotone (a later input never gives an earlier output):
   is in ``[start, end)``: on a spring-forward day a start inside the gap opens at the jump;
   on a fall-back day the repeated hour may open the window twice.
 
-Public holidays come from the ``holidays`` library, built once per (country, year).
+A day is open when it is a working day of the prospect's country (its own weekend, from
+the ``holidays`` library: Friday-Saturday in Israel, Friday in Iran; unless the sequence
+turns the country's calendar off with ``holidays.country: false``), one of the window's
+``days`` when they are listed (they narrow the country's week, never widen it), not an
+``extra`` date, and not a holiday of the country, of the prospect's region, or of every
+region of the country (``everywhere_holidays``), in the sequence's holiday categories.
+Holidays and weekends are built once per (country, region, year, categories).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-import holidays as holiday_data
-
+from relance.country_calendars import closed_days, weekend_days
 from relance.errors import InputError
-from relance.spec import Holidays, SendWindow, Weekday
+from relance.spec import HolidayCategory, Holidays, SendWindow, Weekday
 
 ONE_DAY = timedelta(days=1)
 HORIZON_DAYS = 3 * 366
@@ -44,29 +47,6 @@ WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 Span = tuple[datetime, datetime]
 """An open stretch of time ``[opens, closes)`` in UTC."""
-
-
-@functools.cache
-def _supported_countries() -> frozenset[str]:
-    return frozenset(holiday_data.list_supported_countries())
-
-
-def known_country(code: str) -> bool:
-    """True if the holidays library knows the public holidays of ``code`` (e.g. "FR")."""
-    return code in _supported_countries()
-
-
-@functools.lru_cache(maxsize=4096)
-def public_holidays(country: str, year: int) -> Mapping[date, str]:
-    """The public holidays of ``country`` in ``year`` with their English names.
-
-    Empty for a country the holidays library does not know: validation reports it.
-    """
-    try:
-        found = holiday_data.country_holidays(country, years=year, language="en_US")
-    except NotImplementedError:
-        return MappingProxyType({})
-    return MappingProxyType({day: str(name) for day, name in found.items()})
 
 
 def day_label(day: date) -> str:
@@ -120,28 +100,39 @@ def wall_clock(instant: datetime, zone: ZoneInfo) -> datetime:
 
 
 class WorkCalendar:
-    """Open days and send-window instants for one (country, holidays, window, zone)."""
+    """Open days and send-window instants for one (country, region, holidays, window, zone)."""
 
     def __init__(
-        self, country: str | None, holidays: Holidays, window: SendWindow, zone: ZoneInfo
+        self,
+        country: str | None,
+        holidays: Holidays,
+        window: SendWindow,
+        zone: ZoneInfo,
+        region: str | None = None,
     ) -> None:
         self.country = country
+        self.region = region
         self.zone = zone
         self.public = holidays.country and country is not None
+        # Public holidays always count; the sequence's other categories add to them.
+        self.categories = tuple(
+            dict.fromkeys(["public", *(category.value for category in holidays.categories)])
+        )
         self.extra = frozenset(holidays.extra)
         self.weekdays = frozenset(WEEKDAYS.index(day) for day in window.days)
+        self.weekend_text = f"weekend in {country}" if country else "weekend"
         self.start = window.start
         self.end = window.end
         self.before_start = f"before {window.start:%H:%M} send window start"
         self.after_end = f"after {window.end:%H:%M} send window end"
-        self._days: dict[date, tuple[str | None, tuple[Span, ...]]] = {}
+        self._days: dict[date, tuple[str | None, tuple[Span, ...], bool]] = {}
         self._later: dict[tuple[date, int], tuple[date, tuple[str, ...]]] = {}
         self._steady: dict[date, timedelta | None] = {}
 
     # Days ------------------------------------------------------------------------------
 
     def closed_reason(self, day: date) -> str | None:
-        """Why nothing is sent on ``day`` ("Sat 2026-11-28: weekend"), None if it is open."""
+        """Why nothing is sent on ``day`` ("Fri 2027-03-12: weekend in IL"), None if open."""
         return self._day(day)[0]
 
     def is_working_day(self, day: date) -> bool:
@@ -151,25 +142,28 @@ class WorkCalendar:
         """The open stretches of ``day``'s send window in UTC (none on a closed day)."""
         return self._day(day)[1]
 
-    def _day(self, day: date) -> tuple[str | None, tuple[Span, ...]]:
+    def _day(self, day: date) -> tuple[str | None, tuple[Span, ...], bool]:
         known = self._days.get(day)
         if known is None:
-            reason = self._closure(day)
-            known = (reason, () if reason else self._window_spans(day))
+            reason, holiday = self._closure(day)
+            known = (reason, () if reason else self._window_spans(day), holiday)
             self._days[day] = known
         return known
 
-    def _closure(self, day: date) -> str | None:
+    def _closure(self, day: date) -> tuple[str | None, bool]:
+        """(why ``day`` is closed, whether for a holiday), (None, False) when it is open."""
         label = day_label(day)
+        if self.public and day in weekend_days(self.country or "", day.year):
+            return f"{label}: {self.weekend_text}", False
         if day.weekday() not in self.weekdays:
-            return f"{label}: {'weekend' if day.weekday() >= 5 else 'not a send day'}"
+            return f"{label}: not a send day", False
         if day in self.extra:
-            return f"{label}: closed (extra holiday)"
+            return f"{label}: closed (extra holiday)", True
         if self.public and self.country is not None:
-            name = public_holidays(self.country, day.year).get(day)
+            name = closed_days(self.country, self.region, day.year, self.categories).get(day)
             if name is not None:
-                return f"{label}: public holiday ({name})"
-        return None
+                return f"{label}: {name}", True
+        return None, False
 
     def _window_spans(self, day: date) -> tuple[Span, ...]:
         zone = self.zone
@@ -209,7 +203,7 @@ class WorkCalendar:
         day = local.date()
         first = True
         for _ in range(HORIZON_DAYS):
-            reason, spans = self._day(day)
+            reason, spans, _holiday = self._day(day)
             if reason is None:
                 for opens, closes in spans:
                     if closes > instant:
@@ -262,12 +256,12 @@ class WorkCalendar:
         skipped: list[str] = []
         for _ in range(HORIZON_DAYS + count):
             day += ONE_DAY
-            reason = self._day(day)[0]
+            reason, _spans, holiday = self._day(day)
             if reason is None:
                 count -= 1
                 if count == 0:
                     return day, tuple(skipped)
-            elif day.weekday() in self.weekdays:
+            elif holiday:
                 skipped.append(f"business days skip {reason}")
         raise InputError(f"no open day within {HORIZON_DAYS} days of {day}")
 
@@ -296,28 +290,34 @@ def _steady_offset(zone: ZoneInfo, day: date) -> timedelta | None:
 @functools.lru_cache(maxsize=1024)
 def _cached_calendar(
     country: str | None,
-    public: bool,
-    extra: tuple[date, ...],
+    region: str | None,
+    holidays: tuple[bool, tuple[HolidayCategory, ...], tuple[date, ...]],
     window: tuple[tuple[Weekday, ...], time, time],
     zone: str,
 ) -> WorkCalendar:
+    public, categories, extra = holidays
     days, start, end = window
     return WorkCalendar(
         country,
-        Holidays(country=public, extra=list(extra)),
+        Holidays(country=public, categories=list(categories), extra=list(extra)),
         SendWindow(days=list(days), start=start, end=end),
         ZoneInfo(zone),
+        region,
     )
 
 
 def work_calendar(
-    country: str | None, holidays: Holidays, window: SendWindow, zone: str
+    country: str | None,
+    holidays: Holidays,
+    window: SendWindow,
+    zone: str,
+    region: str | None = None,
 ) -> WorkCalendar:
     """A shared ``WorkCalendar`` for these settings: its day cache is reused across calls."""
     return _cached_calendar(
         country,
-        holidays.country,
-        tuple(sorted(set(holidays.extra))),
+        region,
+        (holidays.country, tuple(holidays.categories), tuple(sorted(set(holidays.extra)))),
         (tuple(sorted(set(window.days), key=WEEKDAYS.index)), window.start, window.end),
         zone,
     )

@@ -12,6 +12,7 @@ import holidays as holiday_data
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from relance.cadence import PlannedTouch, plan_touchpoints, stretch_factor, stretch_wait
 from relance.errors import NotFoundError
@@ -30,7 +31,9 @@ ZONES = [
     "Pacific/Auckland",
     "Europe/London",
 ]
-COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES"]
+COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES", "IL", "IR", "SA"]
+WORKING_EVERYWHERE = [Weekday.MON, Weekday.TUE, Weekday.WED]
+"""Days that are working days in every country above: a window needs one to ever open."""
 LAST_MINUTE = 23 * 60 + 59
 ONE_DAY = timedelta(days=1)
 
@@ -108,6 +111,12 @@ def test_a_known_value_must_be_positive(value: float) -> None:
         stretch_factor(Cadence(), value, None)
 
 
+def test_a_value_too_small_for_a_ratio_still_gives_the_floor() -> None:
+    """1e-320 / 10000 underflows to 0: the stretch is computed from logarithms instead."""
+    assert stretch_factor(Cadence(), 1e-320, None) == Cadence().min_stretch
+    assert stretch_factor(Cadence(), 1e308, 1e308) == Cadence().max_stretch
+
+
 def test_business_days_round_up_and_other_waits_stretch_exactly() -> None:
     assert stretch_wait(Wait.parse("2 business days"), 1.4375) == 3
     assert stretch_wait(Wait.parse("3 business days"), 1.0) == 3
@@ -163,11 +172,11 @@ def test_a_christmas_start_in_paris() -> None:
         [
             "after 17:30 send window end",
             "Fri 2026-12-25: public holiday (Christmas Day)",
-            "Sat 2026-12-26: weekend",
-            "Sun 2026-12-27: weekend",
+            "Sat 2026-12-26: weekend in FR",
+            "Sun 2026-12-27: weekend in FR",
         ],
         [],
-        ["Sat 2027-01-02: weekend", "Sun 2027-01-03: weekend"],
+        ["Sat 2027-01-02: weekend in FR", "Sun 2027-01-03: weekend in FR"],
         ["raised to the minimum gap of 1d"],
         [],
     ]
@@ -215,7 +224,9 @@ def test_hours_are_absolute_time_across_the_spring_change() -> None:
         send_window={"days": [day.value for day in EVERY_DAY], "start": "00:00", "end": "23:59"},
         cadence={"min_gap": "0m"},
     )
-    touches = plan_touchpoints(plan, prospect(), utc(2026, 3, 28, 11))  # Sat 12:00 CET
+    # An Iranian prospect in Paris: Iran rests on Friday only, so Saturday and Sunday work.
+    person = prospect(country="IR", timezone="Europe/Paris")
+    touches = plan_touchpoints(plan, person, utc(2026, 3, 28, 11))  # Sat 12:00 CET
     assert dues(touches) == [
         utc(2026, 3, 28, 11),
         utc(2026, 3, 29, 11),  # Sun 13:00 CEST: 24 hours later
@@ -235,7 +246,8 @@ def test_a_window_opening_inside_the_spring_gap_opens_at_the_jump() -> None:
         step("one", "email", "0d"),
         send_window={"days": [day.value for day in EVERY_DAY], "start": "02:30", "end": "04:00"},
     )
-    touches = plan_touchpoints(plan, prospect(), utc(2026, 3, 28, 23))  # Sun 00:00 CET
+    person = prospect(country="IR", timezone="Europe/Paris")  # Sunday is a working day
+    touches = plan_touchpoints(plan, person, utc(2026, 3, 28, 23))  # Sun 00:00 CET
     assert dues(touches) == [utc(2026, 3, 29, 1)]
     assert touches[0].local_due_at.time() == time(3, 0)
     assert touches[0].moved == ["before 02:30 send window start"]
@@ -250,10 +262,11 @@ def test_the_prospect_country_and_zone_win_over_the_sequence_defaults() -> None:
     assert touches[0].local_due_at.tzinfo == ZoneInfo("America/New_York")
 
 
-def test_an_unknown_country_plans_without_public_holidays() -> None:
-    plan = sequence(step("one", "email", "0d"))
-    touches = plan_touchpoints(plan, prospect(country="ZZ"), utc(2026, 12, 25, 9))
-    assert dues(touches) == [utc(2026, 12, 25, 9)]
+def test_an_unknown_country_is_an_error_with_a_suggestion() -> None:
+    with pytest.raises(ValidationError, match="got 'ZZ'"):
+        prospect(country="ZZ")
+    with pytest.raises(ValidationError, match=r"got 'Germany' \(did you mean 'DE'\?\)"):
+        prospect(country="Germany")
 
 
 def test_extra_days_are_closed_even_without_public_holidays() -> None:
@@ -324,8 +337,10 @@ waits = st.one_of(
 @st.composite
 def windows(draw: st.DrawFn) -> dict[str, Any]:
     days = draw(st.lists(st.sampled_from(EVERY_DAY), min_size=1, max_size=7, unique=True))
-    if draw(st.booleans()):  # clocks change on Sundays
+    if draw(st.booleans()):  # clocks change on Sundays, a working day in Israel
         days = [day for day in EVERY_DAY if day in days or day is Weekday.SUN]
+    if not set(days) & set(WORKING_EVERYWHERE):
+        days.append(draw(st.sampled_from(WORKING_EVERYWHERE)))
     first = draw(st.one_of(st.integers(0, LAST_MINUTE - 1), st.integers(0, 240)))
     last = draw(
         st.one_of(
@@ -402,6 +417,7 @@ def is_open(instant: datetime, plan: Sequence, zone: ZoneInfo, country: str) -> 
         EVERY_DAY[day.weekday()] in window.days
         and day not in plan.holidays.extra
         and not (plan.holidays.country and day in holiday_dates(country, day.year))
+        and not (plan.holidays.country and holiday_data.country_holidays(country).is_weekend(day))
         and window.start <= local.time() < window.end
     )
 

@@ -62,6 +62,11 @@ def test_a_french_export_with_bom_semicolons_and_decimal_commas_reads_whole() ->
         ("Téléphone", "phone"),
         ("Job Title", "title"),
         ("Contact Owner", "owner"),
+        ("State/Region", "region"),
+        ("Bundesland", "region"),
+        ("Canton", "region"),
+        ("Province", "region"),
+        ("Département", "region"),
         ("Secteur d'activité", "secteur_d_activite"),
         ("  Annual Revenue (k€) ", "annual_revenue_k"),
     ],
@@ -101,6 +106,28 @@ def test_a_bad_number_names_the_column_as_the_file_calls_it() -> None:
     assert errors_of(text) == [
         "contacts.csv:2 column deal_value ('Montant' in the file): "
         "expected a number such as 25000, got 'abc'"
+    ]
+
+
+def test_regions_are_read_and_checked_with_their_country() -> None:
+    text = (
+        "Email,Country,State/Region\n"
+        "a@example.com,US,CA\n"
+        "b@example.com,DE,Bayern\n"
+        "c@example.com,US,Califrnia\n"
+        "d@example.com,XX,\n"
+    )
+    contacts = read_contacts(text, "contacts.csv")
+    assert [(r.prospect.region, r.prospect.timezone) for r in contacts.rows] == [
+        ("US-CA", "America/Los_Angeles"),
+        ("DE-BY", "Europe/Berlin"),
+    ]
+    assert [error.format("contacts.csv") for error in contacts.errors] == [
+        "contacts.csv:4 column region ('State/Region' in the file): expected a region of US "
+        "such as US-AK, US-AL, US-AR, US-AS, US-AZ, US-CA, US-CO, US-CT, ..., "
+        "got 'Califrnia' (did you mean 'US-CA' or 'US-VA'?)",
+        "contacts.csv:5 column country: expected a two-letter country code the holidays "
+        "library knows such as \"FR\", got 'XX'",
     ]
 
 

@@ -252,7 +252,8 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
            "--now", "2026-03-02T10:30:00Z")  # fmt: skip
     assert cli.ok("status", "claire.martin@example.com") == (
         "Claire Martin <claire.martin@example.com> · prospect 1\n"
-        "Acme Industrie · +33 1 23 45 67 89 · owner sdr@example.com · zone Europe/Paris · FR\n"
+        "Acme Industrie · +33 1 23 45 67 89 · owner sdr@example.com · "
+        "zone Europe/Paris (given) · FR\n"
         "\n"
         "outreach v1 · enrollment 1 · paused (replied)\n"
         "enrolled Mon 2026-03-02 09:00 Europe/Paris (08:00 UTC)\n"
@@ -270,6 +271,25 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
         "when (Europe/Paris)   UTC               event    source  sequence  details\n"
         "Mon 2026-03-02 11:30  2026-03-02 10:30  replied  cli     outreach  call me in May\n"
     )
+
+
+def test_a_region_gives_its_zone_and_status_says_where_it_came_from(cli: Cli) -> None:
+    cli.ok("enroll", "outreach", "--email", "sam@example.com", "--country", "US-CA",
+           "--field", "industry=x", "--now", NOW)  # fmt: skip
+    header = cli.ok("status", "sam@example.com").splitlines()[1]
+    assert header == "zone America/Los_Angeles (from the region) · US-CA"
+    data = json.loads(cli.ok("status", "sam@example.com", "--json"))["prospect"]
+    assert (data["region"], data["timezone"], data["timezone_source"]) == (
+        "US-CA", "America/Los_Angeles", "region",
+    )  # fmt: skip
+
+
+def test_an_unknown_region_is_refused_with_a_suggestion(cli: Cli) -> None:
+    error = cli.fails("enroll", "outreach", "--email", "sam@example.com", "--country", "DE",
+                      "--region", "Bayrn", "--field", "industry=x", "--now", NOW)  # fmt: skip
+    assert error.endswith("got 'Bayrn' (did you mean 'DE-BY'?)\n")
+    assert error.startswith("error: --region: expected a region of DE such as DE-BB")
+    assert cli.count("prospects") == 0
 
 
 def test_status_by_id_as_json(cli: Cli) -> None:

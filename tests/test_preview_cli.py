@@ -248,7 +248,8 @@ def test_deal_values_are_read_in_the_usual_notations(text: str, value: float) ->
         ),
         (
             {"email": "a@example.com", "timezone": "Paris", "country": "France"},
-            "column country: expected a two-letter country code such as \"FR\", got 'FRANCE'; "
+            "column country: expected a two-letter country code the holidays library knows "
+            "such as \"FR\", got 'France' (did you mean 'FR'?); "
             "column timezone: expected an IANA time zone such as \"Europe/Paris\", got 'Paris'",
         ),
     ],

@@ -315,7 +315,7 @@ def test_a_misspelled_field_gets_a_suggestion(tmp_path: Path) -> None:
 def test_fields_used_in_includes_imports_and_layouts_count(tmp_path: Path) -> None:
     files = email_files(body='{% include "_partials/" ~ locale ~ "/sign.j2" %}')
     files["_partials/fr/sign.j2"] = "{{ prospect.industry }}"
-    files["_partials/en/sign.j2"] = "{{ prospect.region }}"
+    files["_partials/en/sign.j2"] = "{{ prospect.territory }}"
     files["hello/fr/body.html.j2"] = (
         '{% extends "_partials/layout.html.j2" %}'
         '{% from "_partials/macros.html.j2" import hi %}'
@@ -329,14 +329,14 @@ def test_fields_used_in_includes_imports_and_layouts_count(tmp_path: Path) -> No
 
     assert sorted({f.message.split(" uses ")[1].split(",")[0] for f in findings}) == [
         "prospect.industry",
-        "prospect.region",
         "prospect.sector",
         "prospect.segment",
+        "prospect.territory",
     ]
-    assert [(f.loc[-1], f.message) for f in findings if "region" in f.message] == [
+    assert [(f.loc[-1], f.message) for f in findings if "territory" in f.message] == [
         (
             part,
-            "template templates/_partials/en/sign.j2 uses prospect.region, "
+            "template templates/_partials/en/sign.j2 uses prospect.territory, "
             "which no prospect field provides",
         )
         for part in ("html", "text")

@@ -12,15 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relance.country_calendars import closed_days, known_country, public_holidays, weekend_days
 from relance.spec import Holidays, SendWindow, Weekday
-from relance.workdays import (
-    WorkCalendar,
-    known_country,
-    public_holidays,
-    resolve_local,
-    wall_clock,
-    work_calendar,
-)
+from relance.workdays import WorkCalendar, resolve_local, wall_clock, work_calendar
 
 PARIS = ZoneInfo("Europe/Paris")
 EVERY_DAY = list(Weekday)
@@ -36,7 +30,9 @@ ZONES = [
     "Europe/London",
     "UTC",
 ]
-COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES", "ZZ"]
+COUNTRIES = ["FR", "DE", "US", "GB", "BR", "IN", "AU", "NZ", "ES", "ZZ", "IL", "IR", "SA"]
+WORKING_EVERYWHERE = [Weekday.MON, Weekday.TUE, Weekday.WED]
+"""Days that are working days in every country above: a window needs one to ever open."""
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -44,10 +40,18 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 
 def paris_calendar(
-    start: time = time(9), end: time = time(17, 30), days: list[Weekday] | None = None
+    start: time = time(9),
+    end: time = time(17, 30),
+    days: list[Weekday] | None = None,
+    country: str = "FR",
 ) -> WorkCalendar:
     window = SendWindow(days=days or WEEKDAYS, start=start, end=end)
-    return WorkCalendar("FR", Holidays(), window, PARIS)
+    return WorkCalendar(country, Holidays(), window, PARIS)
+
+
+# Clocks change on Sundays in Paris: these calendars are those of an Israeli prospect in
+# Paris, whose working week runs Sunday to Thursday.
+SUNDAY_WORKER = "IL"
 
 
 # Wall-clock arithmetic --------------------------------------------------------------
@@ -100,7 +104,7 @@ def test_closed_days_say_why() -> None:
         SendWindow(days=[Weekday.MON, Weekday.TUE, Weekday.THU, Weekday.FRI]),
         PARIS,
     )
-    assert calendar.closed_reason(date(2026, 11, 28)) == "Sat 2026-11-28: weekend"
+    assert calendar.closed_reason(date(2026, 11, 28)) == "Sat 2026-11-28: weekend in FR"
     assert calendar.closed_reason(date(2026, 11, 25)) == "Wed 2026-11-25: not a send day"
     assert calendar.closed_reason(date(2026, 12, 25)) == (
         "Fri 2026-12-25: public holiday (Christmas Day)"
@@ -143,7 +147,7 @@ def test_calendars_with_the_same_settings_are_shared() -> None:
 
 
 def test_a_window_start_inside_the_spring_forward_gap_opens_at_the_jump() -> None:
-    calendar = paris_calendar(time(2, 30), time(4, 0), EVERY_DAY)
+    calendar = paris_calendar(time(2, 30), time(4, 0), EVERY_DAY, SUNDAY_WORKER)
     assert calendar.spans(date(2026, 3, 29)) == ((utc(2026, 3, 29, 1), utc(2026, 3, 29, 2)),)
     due = calendar.next_slot(utc(2026, 3, 28, 23, 0))
     assert due == utc(2026, 3, 29, 1, 0)
@@ -151,7 +155,7 @@ def test_a_window_start_inside_the_spring_forward_gap_opens_at_the_jump() -> Non
 
 
 def test_a_window_inside_the_spring_forward_gap_skips_the_day() -> None:
-    calendar = paris_calendar(time(2, 0), time(2, 45), EVERY_DAY)
+    calendar = paris_calendar(time(2, 0), time(2, 45), EVERY_DAY, SUNDAY_WORKER)
     assert calendar.spans(date(2026, 3, 29)) == ()
     reasons: list[str] = []
     due = calendar.snap(utc(2026, 3, 28, 23, 0), reasons)
@@ -160,7 +164,7 @@ def test_a_window_inside_the_spring_forward_gap_skips_the_day() -> None:
 
 
 def test_the_repeated_hour_can_open_the_window_twice() -> None:
-    calendar = paris_calendar(time(1, 0), time(2, 30), EVERY_DAY)
+    calendar = paris_calendar(time(1, 0), time(2, 30), EVERY_DAY, SUNDAY_WORKER)
     first, second = calendar.spans(date(2026, 10, 25))
     assert first == (utc(2026, 10, 24, 23, 0), utc(2026, 10, 25, 0, 30))
     assert second == (utc(2026, 10, 25, 1, 0), utc(2026, 10, 25, 1, 30))
@@ -178,8 +182,8 @@ def test_next_slot_says_why_it_moved() -> None:
     assert reasons == [
         "after 17:30 send window end",
         "Fri 2026-12-25: public holiday (Christmas Day)",
-        "Sat 2026-12-26: weekend",
-        "Sun 2026-12-27: weekend",
+        "Sat 2026-12-26: weekend in FR",
+        "Sun 2026-12-27: weekend in FR",
     ]
     reasons = []
     assert calendar.snap(utc(2026, 12, 28, 6, 0), reasons) == utc(2026, 12, 28, 8, 0)
@@ -214,8 +218,18 @@ def is_open(
         EVERY_DAY[day.weekday()] in window.days
         and day not in extra
         and day not in holiday_dates(country, day.year)
+        and not is_weekend(country, day)
         and window.start <= local.time() < window.end
     )
+
+
+@cache
+def is_weekend(country: str, day: date) -> bool:
+    """The country's weekend as the holidays library states it; Sat-Sun when unknown."""
+    try:
+        return bool(holiday_data.country_holidays(country).is_weekend(day))
+    except NotImplementedError:
+        return day.weekday() >= 5
 
 
 LAST_MINUTE = 23 * 60 + 59
@@ -268,6 +282,8 @@ def cases(draw: st.DrawFn) -> Case:
     days = draw(st.lists(st.sampled_from(EVERY_DAY), min_size=1, max_size=7, unique=True))
     if draw(st.booleans()):  # open on the day the clocks change
         days = [day for day in EVERY_DAY if day in days or day is EVERY_DAY[local_change.weekday()]]
+    if not set(days) & set(WORKING_EVERYWHERE):
+        days.append(draw(st.sampled_from(WORKING_EVERYWHERE)))
     change_minute = local_change.hour * 60 + local_change.minute
     first = draw(
         st.one_of(
@@ -366,3 +382,54 @@ def test_wall_clock_and_resolve_local_are_monotone_minute_by_minute_around_each_
             wall_clock(instant, tz) >= naive
             for instant, naive in zip(resolved, naives, strict=True)
         )
+
+
+# Each country's calendar ------------------------------------------------------------
+
+
+def test_the_weekend_is_the_countrys_and_the_window_only_narrows_it() -> None:
+    weekdays = SendWindow(days=WEEKDAYS)
+    israel = WorkCalendar("IL", Holidays(), weekdays, ZoneInfo("Asia/Jerusalem"))
+    assert israel.closed_reason(date(2027, 4, 16)) == "Fri 2027-04-16: weekend in IL"
+    assert israel.closed_reason(date(2027, 4, 18)) == "Sun 2027-04-18: not a send day"
+    country = SendWindow.model_validate({"days": "country"})
+    israel = WorkCalendar("IL", Holidays(), country, ZoneInfo("Asia/Jerusalem"))
+    assert israel.is_working_day(date(2027, 4, 18))
+    iran = WorkCalendar("IR", Holidays(), country, ZoneInfo("Asia/Tehran"))
+    assert iran.is_working_day(date(2027, 4, 17))  # Saturday
+    assert iran.closed_reason(date(2027, 4, 16)) == "Fri 2027-04-16: weekend in IR"
+
+
+def test_a_weekend_follows_the_date_it_falls_on() -> None:
+    # Saudi Arabia moved its weekend from Thursday-Friday to Friday-Saturday on 28 June 2013.
+    assert date(2013, 6, 27) in weekend_days("SA", 2013)
+    assert date(2013, 7, 4) not in weekend_days("SA", 2013)
+    assert date(2013, 7, 6) in weekend_days("SA", 2013)
+    # A Saturday made a working day in Hungary.
+    assert date(2024, 8, 3) not in weekend_days("HU", 2024)
+    assert date(2024, 8, 10) in weekend_days("HU", 2024)
+
+
+def test_regional_and_everywhere_holidays_and_other_categories() -> None:
+    assert closed_days("DE", "DE-BY", 2027, ("public",))[date(2027, 1, 6)] == (
+        "public holiday in DE-BY (Epiphany)"
+    )
+    assert date(2027, 1, 6) not in closed_days("DE", None, 2027, ("public",))
+    assert closed_days("AU", None, 2027, ("public",))[date(2027, 12, 27)] == (
+        "public holiday in every region of AU (Christmas Day (observed))"
+    )
+    assert date(2026, 8, 3) not in closed_days("AU", "AU-NSW", 2026, ("public",))
+    assert closed_days("AU", "AU-NSW", 2026, ("public", "bank"))[date(2026, 8, 3)] == (
+        "bank holiday in AU-NSW (Bank Holiday)"
+    )
+    # A category the country does not have is ignored.
+    assert closed_days("IL", None, 2027, ("public", "bank")) == closed_days(
+        "IL", None, 2027, ("public",)
+    )
+
+
+def test_the_countrys_calendar_can_be_turned_off() -> None:
+    every_day = SendWindow(days=EVERY_DAY)
+    calendar = WorkCalendar("FR", Holidays(country=False), every_day, PARIS)
+    assert calendar.is_working_day(date(2026, 12, 26))  # a Saturday
+    assert calendar.is_working_day(date(2026, 12, 25))

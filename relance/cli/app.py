@@ -1,7 +1,8 @@
 """The Typer application, and the ``command`` decorator every command module uses.
 
-``command`` turns a ``RelanceError`` into a clear message on stderr and exit code 1, so
-that bad input never shows a traceback, whether the CLI runs from a shell or a test.
+``command`` turns a ``RelanceError`` into a clear message on stderr and exit code 1 (2 for
+an ``OptionError``, like any usage error), so that bad input never shows a traceback,
+whether the CLI runs from a shell or a test.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from relance.errors import RelanceError
+from relance.errors import OptionError, RelanceError
 
 app = typer.Typer(
     name="relance",
@@ -36,7 +37,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def command(*args: Any, parent: typer.Typer | None = None, **kwargs: Any) -> Callable[[F], F]:
-    """``@app.command`` that reports RelanceError as a message and exit code 1."""
+    """``@app.command`` that reports RelanceError as a message and exit code 1 (2 for a
+    wrong option value)."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
@@ -44,7 +46,7 @@ def command(*args: Any, parent: typer.Typer | None = None, **kwargs: Any) -> Cal
             try:
                 return function(*f_args, **f_kwargs)
             except RelanceError as error:
-                raise fail(str(error)) from None
+                raise fail(str(error), 2 if isinstance(error, OptionError) else 1) from None
 
         (parent or app).command(*args, **kwargs)(wrapper)
         return function

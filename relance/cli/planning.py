@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from relance.cadence import PlannedTouch, known, plan_touchpoints, stretch_factor
+from relance.cadence import (
+    PlannedTouch,
+    calendar_for,
+    check_plannable,
+    known,
+    plan_touchpoints,
+    stretch_factor,
+)
 from relance.catalog import resolve_sequence
 from relance.claims import queued_sends, sequence_caps
-from relance.cli.app import command, stderr
-from relance.errors import InputError
+from relance.cli.app import command
+from relance.errors import InputError, OptionError
 from relance.prospect import Prospect
 from relance.settings import Settings
 from relance.spec import Cadence, Channel, Sequence, WaitUnit
 from relance.store import Store
 from relance.throttle import Caps, next_allowed, recipient_domain
-from relance.workdays import WEEKDAY_NAMES, known_country, resolve_local, work_calendar
+from relance.workdays import WEEKDAY_NAMES, resolve_local
+from relance.zones import ZONE_SOURCE_TEXT, ZoneSource
 
 PLACEHOLDER_EMAIL = "prospect@example.com"
 """``plan`` needs no real address: the plan depends on value, cycle, zone and country."""
@@ -62,30 +70,49 @@ def plan(
     ] = None,
     country: Annotated[
         str | None,
-        typer.Option("--country", help="Prospect's country (FR, US...). Default: the sequence's."),
+        typer.Option(
+            "--country",
+            help="Prospect's country (FR, US...), or country and region (DE-BY). "
+            "Default: the sequence's.",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            "--region",
+            help="Prospect's region, ISO 3166-2 as the holidays library names it "
+            "(US-CA, DE-BY, FR-57, AU-NSW): its holidays, and its zone when none is given.",
+        ),
+    ] = None,
+    phone: Annotated[
+        str | None,
+        typer.Option(
+            "--phone", help="Prospect's phone number: its zone when neither zone nor region says."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show when each touch falls for one prospect: waits stretched, days skipped.
 
+    Without --timezone, the zone comes from the region, else the country when it has one
+    zone, else the phone number, else the sequence: the first line says which.
+
     Example: [bold]relance plan outbound-2w --deal-value 25000 --cycle-days 90
     --start 2026-12-24T18:00 --timezone Europe/Paris --country FR[/bold]
+
+    Example: [bold]relance plan outbound-2w --country US --region US-CA
+    --start 2027-03-29T09:00[/bold]
     """
-    for option, value in (("--deal-value", deal_value), ("--cycle-days", cycle_days)):
-        if not math.isfinite(value):
-            raise InputError(f"{option}: expected a number, got {value}")
     spec = resolve_sequence(sequence, Settings())
-    prospect = Prospect(
-        email=PLACEHOLDER_EMAIL,
+    prospect = plan_prospect(
         deal_value=deal_value,
         cycle_days=cycle_days,
-        timezone=check_zone(timezone),
-        country=check_country(country),
+        timezone=timezone,
+        country=country,
+        region=region,
+        phone=phone,
     )
     zone = ZoneInfo(prospect.timezone or spec.timezone)
-    region = prospect.country or spec.country
-    if spec.holidays.country and not known_country(region):
-        stderr.print(f"warning: no public holidays known for {region}", markup=False)
     began = read_start(start, zone)
     settings = Settings()
     touches = forecast_caps(spec, prospect, plan_touchpoints(spec, prospect, began), settings)
@@ -121,12 +148,7 @@ def forecast_caps(
         emails[0].due_at - timedelta(days=1),
         emails[-1].due_at + timedelta(days=7),
     )
-    calendar = work_calendar(
-        prospect.country or sequence.country,
-        sequence.holidays,
-        sequence.send_window,
-        prospect.timezone or sequence.timezone,
-    )
+    calendar = calendar_for(sequence, prospect)
     # ``plan`` has no real address: no recipient-domain cap applies to its placeholder.
     domain = "" if prospect.email == PLACEHOLDER_EMAIL else recipient_domain(prospect.email)
     forecast: list[PlannedTouch] = []
@@ -156,27 +178,32 @@ def forecast_caps(
 # Reading the options -----------------------------------------------------------------
 
 
-def check_zone(name: str | None) -> str | None:
-    if name is None:
-        return None
+_OPTIONS = {
+    "deal_value": "--deal-value",
+    "cycle_days": "--cycle-days",
+    "timezone": "--timezone",
+    "country": "--country",
+    "region": "--region",
+    "phone": "--phone",
+}
+
+
+def plan_prospect(**options: Any) -> Prospect:
+    """The prospect ``plan`` places, or an OptionError naming each wrong option."""
+    for option in ("deal_value", "cycle_days"):
+        if not math.isfinite(options[option]):
+            raise OptionError(f"{_OPTIONS[option]}: expected a number, got {options[option]}")
+    given = {name: value for name, value in options.items() if value is not None}
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(
-            f'--timezone: expected an IANA time zone such as "Europe/Paris", got {name!r}'
+        return Prospect(email=PLACEHOLDER_EMAIL, **given)
+    except ValidationError as error:
+        raise OptionError(
+            "; ".join(
+                f"{_OPTIONS.get(str(item['loc'][0]), 'prospect') if item['loc'] else 'prospect'}: "
+                f"{str(item['msg']).removeprefix('Value error, ')}"
+                for item in error.errors()
+            )
         ) from None
-    return name
-
-
-def check_country(code: str | None) -> str | None:
-    if code is None:
-        return None
-    value = code.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", value):
-        raise InputError(
-            f'--country: expected a two-letter country code such as "FR", got {code!r}'
-        )
-    return value
 
 
 def read_start(text: str | None, zone: ZoneInfo) -> datetime:
@@ -186,10 +213,14 @@ def read_start(text: str | None, zone: ZoneInfo) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise InputError(
+        raise OptionError(
             f"--start: expected an ISO 8601 time such as 2026-03-02T09:00 "
             f"or 2026-03-02T09:00+01:00, got {text!r}"
         ) from None
+    try:
+        check_plannable(value, "--start")
+    except InputError as error:
+        raise OptionError(str(error)) from None
     if value.tzinfo is None:
         return resolve_local(value, zone)
     return value.astimezone(UTC)
@@ -260,10 +291,11 @@ def print_plan(
     touches: list[PlannedTouch],
 ) -> None:
     zone = ZoneInfo(prospect.timezone or sequence.timezone)
-    region = prospect.country or sequence.country
+    place = (prospect.region if prospect.country else None) or prospect.country or sequence.country
     count = f"{len(touches)} touch{'es' if len(touches) != 1 else ''}"
     out.print(
-        f"{sequence.id}: {count} for a prospect in {zone.key} ({region}), "
+        f"{sequence.id}: {count} for a prospect in {zone.key} ({place}, "
+        f"zone {ZONE_SOURCE_TEXT[prospect.timezone_source or ZoneSource.SEQUENCE]}), "
         f"enrolled {format_local(start.astimezone(zone))}",
         markup=False,
     )

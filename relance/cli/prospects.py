@@ -73,7 +73,17 @@ def enroll_command(
         str | None, typer.Option(help="Expected sales cycle in days.", show_default=False)
     ] = None,
     timezone: Annotated[str | None, typer.Option(help="IANA zone, e.g. Europe/Paris.")] = None,
-    country: Annotated[str | None, typer.Option(help="Two-letter country, e.g. FR.")] = None,
+    country: Annotated[
+        str | None,
+        typer.Option(help="Two-letter country, e.g. FR; or country and region, e.g. DE-BY."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="ISO 3166-2 region as the holidays library names it, e.g. US-CA, DE-BY, "
+            "FR-57: its holidays, and its zone when --timezone is not given."
+        ),
+    ] = None,
     locale: Annotated[str | None, typer.Option(help="Language, e.g. fr.")] = None,
     owner: Annotated[str | None, typer.Option(help="Who owns the prospect (SDR).")] = None,
     field: Annotated[
@@ -121,10 +131,11 @@ def enroll_command(
 
     CSV: UTF-8, ',' or ';' between cells, a header line. Columns: email (required),
     first_name, last_name, company, title, phone, deal_value, cycle_days, timezone,
-    country, locale, owner; common CRM names are understood (E-mail, Prénom, Nom,
-    Société, Montant, Amount, Time zone...). Any other column is a template field
-    (snake_cased); the fields the sequence declares must be there. Numbers may be
-    written "25 000,50".
+    country, region, locale, owner; common CRM names are understood (E-mail, Prénom, Nom,
+    Société, Montant, Amount, Time zone, State/Region, Bundesland, Canton...). Without
+    a time zone, it is inferred from the region, the country or the phone number. Any
+    other column is a template field (snake_cased); the fields the sequence declares
+    must be there. Numbers may be written "25 000,50".
 
     Example: [bold]relance enroll outbound-2w --csv contacts.csv --dry-run[/bold]
 
@@ -145,7 +156,7 @@ def enroll_command(
         "--first-name": first_name, "--last-name": last_name, "--company": company,
         "--title": title, "--phone": phone, "--deal-value": deal_value,
         "--cycle-days": cycle_days, "--timezone": timezone, "--country": country,
-        "--locale": locale, "--owner": owner, "--field": field,
+        "--region": region, "--locale": locale, "--owner": owner, "--field": field,
     }  # fmt: skip
     if route or routing_file is not None:
         if not route:
@@ -182,7 +193,7 @@ def enroll_command(
             "email": email, "first_name": first_name, "last_name": last_name,
             "company": company, "title": title, "phone": phone, "deal_value": deal_value,
             "cycle_days": cycle_days, "timezone": timezone, "country": country,
-            "locale": locale, "owner": owner,
+            "region": region, "locale": locale, "owner": owner,
         }  # fmt: skip
         people = [prospect_from_options(options, field or [], sequence)]
         contacts = Contacts("", [], total=1)

@@ -15,8 +15,9 @@ from rich.console import Console
 from sqlalchemy import Connection, Row, select
 
 from relance.cli.console import format_instant, format_local, iso, table
-from relance.enrollments import load_version
+from relance.enrollments import load_version, stored_zone_source
 from relance.tables import enrollments, events, meetings, sequence_versions, tasks, touchpoints
+from relance.zones import ZONE_SOURCE_TEXT, ZoneSource
 
 # --- the timeline ----------------------------------------------------------------------
 
@@ -60,7 +61,9 @@ def timeline(connection: Connection, prospect: Row[Any]) -> dict[str, Any]:
             "title": prospect.title,
             "phone": prospect.phone,
             "timezone": prospect.timezone,
+            "timezone_source": stored_zone_source(prospect.timezone, prospect.timezone_source),
             "country": prospect.country,
+            "region": prospect.region,
             "locale": prospect.locale,
             "owner": prospect.owner,
             "fields": dict(prospect.fields or {}),
@@ -174,7 +177,12 @@ def print_timeline(out: Console, data: dict[str, Any]) -> None:
     )
     job = ", ".join(p for p in (person["title"], person["company"]) if p)
     details = [job, person["phone"], f"owner {person['owner']}" if person["owner"] else ""]
-    place = [f"zone {zone}", person["country"] or "", person["locale"] or ""]
+    source = ZONE_SOURCE_TEXT[ZoneSource(person["timezone_source"])]
+    place = [
+        f"zone {zone} ({source})",
+        person["region"] or person["country"] or "",
+        person["locale"] or "",
+    ]
     out.print(" · ".join(p for p in [*details, *place] if p))
     for enrollment in data["enrollments"]:
         _print_enrollment(out, enrollment)
