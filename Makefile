@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/var/prefect
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
-.PHONY: demo test lint typecheck unit browser bench clean install
+.PHONY: demo run test lint typecheck unit browser bench clean install
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@mkdir -p $(PREFECT_HOME)
 	$(BIN)/relance demo
+
+# The production stack in the foreground (Prefect server, deployments, worker, web service).
+run: $(STAMP)
+	$(BIN)/relance up
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

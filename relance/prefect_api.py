@@ -16,7 +16,7 @@ from contextlib import contextmanager
 @contextmanager
 def prefect_api() -> Iterator[str]:
     """Yield the URL of the Prefect API flows run against (starting a local one if needed)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
     if configured:
@@ -29,7 +29,9 @@ def prefect_api() -> Iterator[str]:
     server = SubprocessASGIServer()
     server.start(timeout=60)
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        # No UI link in the logs ("View at ..."): this API stops with the command.
+        updates = {PREFECT_API_URL: server.api_url, PREFECT_UI_URL: ""}
+        with temporary_settings(updates=updates):
             try:
                 yield str(server.api_url)
             finally:

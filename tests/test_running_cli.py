@@ -92,3 +92,30 @@ def test_a_short_demo_keeps_its_promises(
     assert int(replied[1]) >= 2 and replied[2] == "0"
     assert int(booked[1]) >= 1 and booked[1] == booked[2]
     assert len(list((tmp_path / "demo" / "outbox").glob("*.eml"))) > 0
+
+
+def test_dispatch_on_a_temporary_api_prints_no_link_to_it(tmp_path: Path) -> None:
+    """Without PREFECT_API_URL, the tick runs on a local API that stops with the command:
+    Prefect's "View at http://127.0.0.1:PORT/runs/..." would send the user nowhere."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RELANCE_"))}
+    env.update(
+        RELANCE_HOME=str(ROOT),
+        RELANCE_DATA_DIR=str(tmp_path / "data"),
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_LOGGING_LEVEL="INFO",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "relance", "dispatch", "--now", "2026-03-02T10:00:00+01:00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Beginning flow run" in done.stdout + done.stderr  # INFO logs are on
+    assert "View at" not in done.stdout + done.stderr
