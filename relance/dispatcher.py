@@ -98,6 +98,7 @@ class ThreadEmail(NamedTuple):
     id: int
     step_id: str
     variant: str | None
+    message_token: str
     sequence: Sequence | None = None
     """The version it was sent with, when the enrollment has moved to another since."""
 
@@ -326,6 +327,7 @@ class Dispatcher:
                 touchpoints.c.id,
                 touchpoints.c.step_id,
                 touchpoints.c.variant,
+                touchpoints.c.message_token,
                 touchpoints.c.sent_at,
             )
             .where(
@@ -340,7 +342,7 @@ class Dispatcher:
         with self.store.reading() as connection:
             for row in connection.execute(query):
                 threads.setdefault(row.enrollment_id, []).append(
-                    ThreadEmail(row.id, row.step_id, row.variant)
+                    ThreadEmail(row.id, row.step_id, row.variant, row.message_token)
                 )
                 started.setdefault(row.enrollment_id, row.sent_at)
             if not threads:
@@ -424,7 +426,9 @@ class Dispatcher:
         in_reply_to = None
         references: list[str] = []
         if thread and step.channel is Channel.EMAIL and not step.new_thread:
-            references = [message_id_for(str(sent.id), settings.mail_domain) for sent in thread]
+            references = [
+                message_id_for(sent.message_token, settings.mail_domain) for sent in thread
+            ]
             in_reply_to = references[0]
             subject = thread_subject(self._first_subject(touch, thread[0]))
         return OutboundEmail(
@@ -440,7 +444,7 @@ class Dispatcher:
             subject=subject,
             text=rendered.text or "",
             html=rendered.html,
-            message_id=message_id_for(str(touch.touchpoint_id), settings.mail_domain),
+            message_id=message_id_for(touch.message_token, settings.mail_domain),
             in_reply_to=in_reply_to,
             references=references,
             headers=unsubscribe_headers(
@@ -448,6 +452,7 @@ class Dispatcher:
             ),
             attachments=attachments,
             categories=[touch.sequence.id, touch.step_id],
+            date=now,
         )
 
     def _deliver(self, batch: EmailBatch, now: datetime, report: StepReport) -> None:
