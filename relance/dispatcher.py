@@ -50,6 +50,8 @@ from relance.variants import assign_variant
 
 logger = logging.getLogger(__name__)
 
+TEMPLATE_CACHE_SIZE = 400
+"""Compiled templates a dispatcher keeps (Jinja2's default)."""
 IN_TICK_RETRIES = 2
 """Times a message the provider did not take (429, 5xx, refused) is sent again in the tick."""
 IN_TICK_BASE_SECONDS = 0.5
@@ -128,7 +130,10 @@ class Dispatcher:
         self.sleep = sleep
         self.settings = settings
         self.email = email
-        self.env = env
+        # Its own template cache, checked against the files once per step run (a tick's
+        # batch) instead of on every part of every email: an edited template still
+        # applies from the next batch on.
+        self.env = env.overlay(auto_reload=False, cache_size=TEMPLATE_CACHE_SIZE)
         self.template_sender = TemplateSender.from_settings(settings)
         self.chunk = max(1, settings.claim_chunk)
         self.caps = Caps(
@@ -144,6 +149,7 @@ class Dispatcher:
         Emails are pipelined: while one chunk is with the provider, the next one is
         claimed and rendered. Each chunk is recorded as soon as its sends return.
         """
+        self._refresh_templates()
         report = StepReport(sequence_id, step_id)
         taken = 0
         in_flight: Future[None] | None = None
@@ -177,6 +183,12 @@ class Dispatcher:
                 if in_flight is not None:
                     in_flight.result()
         return report
+
+    def _refresh_templates(self) -> None:
+        """Forget the compiled templates when one of their files changed since."""
+        cache = self.env.cache
+        if cache is not None and not all(t.is_up_to_date for t in cache.values()):
+            cache.clear()
 
     def _prepare(
         self, claimed: list[Claimed], claim_id: str, now: datetime, report: StepReport

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -114,3 +115,21 @@ def test_follow_ups_answer_the_first_email_unless_a_step_starts_a_new_thread(
     assert (fresh.subject, fresh.in_reply_to) == ("fresh for P0", None)
     assert intro.headers["List-Unsubscribe"].startswith(f"<https://r.example/unsubscribe/{token}>")
     assert f"https://r.example/unsubscribe/{token}" in intro.text
+
+
+def test_an_edited_template_applies_from_the_next_batch(store: Store, tmp_path: Path) -> None:
+    project = write_project(tmp_path, [step("intro", "email")])
+    sender = RecordingSender()
+    dispatcher = dispatcher_for(store, project, sender)
+    enroll(store, project.sequence, people(2), start=T0, now=T0)
+    now = T0.replace(hour=12)
+    assert dispatcher.run_step("demo", "intro", now=now, limit=1).sent == 1
+    subject = project.templates_dir / "demo" / "intro.subject.j2"
+    subject.write_text("Edited for {{ prospect.email }}", encoding="utf-8")
+    later = subject.stat().st_mtime + 5
+    os.utime(subject, (later, later))
+    assert dispatcher.run_step("demo", "intro", now=now, limit=1).sent == 1
+    assert [message.subject for message in sender.sent] == [
+        "intro for P0",
+        f"Edited for {sender.sent[1].to_email}",
+    ]
