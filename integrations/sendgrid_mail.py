@@ -135,8 +135,8 @@ def _headers_of(message: OutboundEmail) -> dict[str, str]:
 class SendGridSender:
     """Sends through SendGrid's v3 API; `send_many` keeps up to `max_workers` requests in flight.
 
-    Thread-safe: every send builds its own `SendGridAPIClient` (a cheap object; the
-    library opens a new connection per request anyway), so no state is shared.
+    Thread-safe: each thread keeps its own `SendGridAPIClient`, built on its first send
+    (the library opens a new connection per request anyway), so no state is shared.
     """
 
     def __init__(
@@ -161,6 +161,7 @@ class SendGridSender:
         self.asm_group_id = asm_group_id
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._clients = threading.local()
         # The HTTP client logs whole request bodies (addresses, messages) at DEBUG: never.
         logging.getLogger("python_http_client").setLevel(logging.INFO)
 
@@ -175,10 +176,8 @@ class SendGridSender:
                 f"touchpoint {message.touchpoint_id}: cannot build the SendGrid request: "
                 f"{getattr(error, 'message', '') or error}"
             ) from error
-        client = SendGridAPIClient(api_key=self._api_key, host=self.host)
-        client.client.timeout = self.timeout  # the library has no timeout by default
         try:
-            response = client.send(body)
+            response = self._client().send(body)
         except HTTPError as error:
             raise self._error_for(message, error) from None
         except URLError as error:  # refused, or cut while connecting or sending the request
@@ -193,6 +192,15 @@ class SendGridSender:
         return SendResult(
             provider=PROVIDER, provider_message_id=response.headers.get("X-Message-Id")
         )
+
+    def _client(self) -> SendGridAPIClient:
+        """This thread's client."""
+        client: SendGridAPIClient | None = getattr(self._clients, "client", None)
+        if client is None:
+            client = SendGridAPIClient(api_key=self._api_key, host=self.host)
+            client.client.timeout = self.timeout  # the library has no timeout by default
+            self._clients.client = client
+        return client
 
     def send_many(self, messages: Sequence[OutboundEmail]) -> list[SendResult | ChannelError]:
         with self._pool_lock:

@@ -74,6 +74,7 @@ class Claimed:
     attempts: int
     meeting_id: int | None
     reply_token: str
+    message_token: str
     prospect: Prospect
     sequence: Sequence
 
@@ -152,6 +153,7 @@ def _candidates(
             touchpoints.c.attempts,
             touchpoints.c.meeting_id,
             touchpoints.c.moved,
+            touchpoints.c.message_token,
             enrollments.c.status.label("enrollment_status"),
             enrollments.c.reason.label("enrollment_reason"),
             enrollments.c.snoozed_until,
@@ -260,6 +262,7 @@ def claim(
                         attempts=row.attempts + 1,
                         meeting_id=row.meeting_id,
                         reply_token=row.reply_token,
+                        message_token=row.message_token,
                         prospect=person,
                         sequence=sequence,
                     )

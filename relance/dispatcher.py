@@ -50,6 +50,8 @@ from relance.variants import assign_variant
 
 logger = logging.getLogger(__name__)
 
+TEMPLATE_CACHE_SIZE = 400
+"""Compiled templates a dispatcher keeps (Jinja2's default)."""
 IN_TICK_RETRIES = 2
 """Times a message the provider did not take (429, 5xx, refused) is sent again in the tick."""
 IN_TICK_BASE_SECONDS = 0.5
@@ -98,6 +100,7 @@ class ThreadEmail(NamedTuple):
     id: int
     step_id: str
     variant: str | None
+    message_token: str
     sequence: Sequence | None = None
     """The version it was sent with, when the enrollment has moved to another since."""
 
@@ -127,7 +130,10 @@ class Dispatcher:
         self.sleep = sleep
         self.settings = settings
         self.email = email
-        self.env = env
+        # Its own template cache, checked against the files once per step run (a tick's
+        # batch) instead of on every part of every email: an edited template still
+        # applies from the next batch on.
+        self.env = env.overlay(auto_reload=False, cache_size=TEMPLATE_CACHE_SIZE)
         self.template_sender = TemplateSender.from_settings(settings)
         self.chunk = max(1, settings.claim_chunk)
         self.caps = Caps(
@@ -143,6 +149,7 @@ class Dispatcher:
         Emails are pipelined: while one chunk is with the provider, the next one is
         claimed and rendered. Each chunk is recorded as soon as its sends return.
         """
+        self._refresh_templates()
         report = StepReport(sequence_id, step_id)
         taken = 0
         in_flight: Future[None] | None = None
@@ -176,6 +183,12 @@ class Dispatcher:
                 if in_flight is not None:
                     in_flight.result()
         return report
+
+    def _refresh_templates(self) -> None:
+        """Forget the compiled templates when one of their files changed since."""
+        cache = self.env.cache
+        if cache is not None and not all(t.is_up_to_date for t in cache.values()):
+            cache.clear()
 
     def _prepare(
         self, claimed: list[Claimed], claim_id: str, now: datetime, report: StepReport
@@ -326,6 +339,7 @@ class Dispatcher:
                 touchpoints.c.id,
                 touchpoints.c.step_id,
                 touchpoints.c.variant,
+                touchpoints.c.message_token,
                 touchpoints.c.sent_at,
             )
             .where(
@@ -340,7 +354,7 @@ class Dispatcher:
         with self.store.reading() as connection:
             for row in connection.execute(query):
                 threads.setdefault(row.enrollment_id, []).append(
-                    ThreadEmail(row.id, row.step_id, row.variant)
+                    ThreadEmail(row.id, row.step_id, row.variant, row.message_token)
                 )
                 started.setdefault(row.enrollment_id, row.sent_at)
             if not threads:
@@ -424,7 +438,9 @@ class Dispatcher:
         in_reply_to = None
         references: list[str] = []
         if thread and step.channel is Channel.EMAIL and not step.new_thread:
-            references = [message_id_for(str(sent.id), settings.mail_domain) for sent in thread]
+            references = [
+                message_id_for(sent.message_token, settings.mail_domain) for sent in thread
+            ]
             in_reply_to = references[0]
             subject = thread_subject(self._first_subject(touch, thread[0]))
         return OutboundEmail(
@@ -440,7 +456,7 @@ class Dispatcher:
             subject=subject,
             text=rendered.text or "",
             html=rendered.html,
-            message_id=message_id_for(str(touch.touchpoint_id), settings.mail_domain),
+            message_id=message_id_for(touch.message_token, settings.mail_domain),
             in_reply_to=in_reply_to,
             references=references,
             headers=unsubscribe_headers(
@@ -448,6 +464,7 @@ class Dispatcher:
             ),
             attachments=attachments,
             categories=[touch.sequence.id, touch.step_id],
+            date=now,
         )
 
     def _deliver(self, batch: EmailBatch, now: datetime, report: StepReport) -> None:

@@ -3,7 +3,9 @@
 Pure functions both ways: the dispatcher builds headers with them, and the inbound
 handler reads them back to find the enrollment a reply belongs to.
 
-- ``Message-ID``: ``<tp-<touchpoint id>@<mail domain>>``, the same on every attempt.
+- ``Message-ID``: ``<<message token>@<mail domain>>``, the touch's stored random 128-bit
+  token (32 hex digits), the same on every attempt: unique across installations and
+  databases, and nobody can guess one to forge an ``In-Reply-To``.
 - Follow-ups answer the first email of the enrollment: ``In-Reply-To`` it, ``References``
   every earlier email, subject ``Re: <first subject>`` (unless the step says new_thread).
 - ``Reply-To``: ``reply+<token>@<inbound domain>``; a reply is matched by the token even
@@ -17,7 +19,7 @@ from __future__ import annotations
 import re
 
 TOKEN_PATTERN = r"[0-9a-f]{24}"
-_MESSAGE_ID = re.compile(r"<tp-(\d+)@([^>\s]+)>")
+_MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@([^>\s]+)>", flags=re.I)
 
 
 def reply_address(token: str, inbound_domain: str) -> str:
@@ -55,10 +57,10 @@ def tokens_in(addresses: str, kind: str, inbound_domain: str) -> list[str]:
     return re.findall(pattern, addresses, flags=re.I)
 
 
-def touchpoint_ids_in(header: str, mail_domain: str) -> list[int]:
-    """Touchpoint ids of Relance's Message-IDs in an In-Reply-To or References value."""
+def message_tokens_in(header: str, mail_domain: str) -> list[str]:
+    """Message tokens of Relance's Message-IDs in an In-Reply-To or References value."""
     return [
-        int(number)
-        for number, domain in _MESSAGE_ID.findall(header or "")
+        token.lower()
+        for token, domain in _MESSAGE_ID.findall(header or "")
         if domain.lower() == mail_domain.lower()
     ]

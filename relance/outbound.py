@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from relance.errors import ChannelError, PermanentChannelError
@@ -93,6 +94,9 @@ class OutboundEmail:
     attachments: Sequence[Attachment] = ()
     categories: Sequence[str] = ()
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    date: datetime | None = None
+    """When it is sent, on the caller's clock (the tick's ``now``): a channel that writes the
+    ``Date:`` header itself uses it; None: the channel's own clock."""
 
     def __post_init__(self) -> None:
         references = self.references
@@ -127,13 +131,14 @@ class Sender(Protocol):
     def send_many(self, messages: Sequence[OutboundEmail]) -> list[SendResult | ChannelError]: ...
 
 
-def message_id_for(touchpoint_id: str, domain: str) -> str:
-    """The Message-ID of a touchpoint's e-mail: the same on every attempt.
+def message_id_for(message_token: str, domain: str) -> str:
+    """The Message-ID of a touchpoint's e-mail, from its stored random ``message_token``:
+    the same on every attempt, unique across installations, and not guessable.
 
-    >>> message_id_for("42", "example.com")
-    '<tp-42@example.com>'
+    >>> message_id_for("5f0c6a8e2d9b4e7a9c1d3b5a7e9f1c2d", "example.com")
+    '<5f0c6a8e2d9b4e7a9c1d3b5a7e9f1c2d@example.com>'
     """
-    return f"<tp-{touchpoint_id}@{domain}>"
+    return f"<{message_token}@{domain}>"
 
 
 def tracking_args(message: OutboundEmail) -> dict[str, str]:

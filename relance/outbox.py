@@ -99,7 +99,7 @@ class OutboxSender:
     def send(self, message: OutboundEmail) -> SendResult:
         path = self.path_for(message.touchpoint_id)
         try:
-            data = compose_message(message, self._clock()).as_bytes()
+            data = compose_message(message, message.date or self._clock()).as_bytes()
         except (ValueError, TypeError, HeaderParseError) as error:
             raise PermanentChannelError(
                 f"touchpoint {message.touchpoint_id}: cannot compose the e-mail: {error}"

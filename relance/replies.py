@@ -4,7 +4,7 @@
 to, in this order:
 
 1. a ``reply+<token>@<inbound domain>`` recipient (envelope, To, Cc): that enrollment;
-2. Relance Message-IDs (``<tp-<id>@<mail domain>>``) in In-Reply-To or References: the
+2. Relance Message-IDs (``<<message token>@<mail domain>>``) in In-Reply-To or References: the
    enrollment of that touchpoint;
 3. the sender's address: that prospect's live enrollments.
 
@@ -41,7 +41,7 @@ from integrations.inbound_parse import InboundEmail, OutOfOffice, Reply, classif
 from relance.cadence import calendar_for
 from relance.engine import Signal, Status
 from relance.enrollments import load_version, prospect_from_db
-from relance.envelope import tokens_in, touchpoint_ids_in
+from relance.envelope import message_tokens_in, tokens_in
 from relance.errors import NotFoundError, StateError
 from relance.settings import Settings
 from relance.signals import record_signal
@@ -153,11 +153,11 @@ def find_match(connection: Connection, email: InboundEmail, settings: Settings) 
         if row is not None:
             return Match(row.prospect_id, row.id, row.sequence_id, "token")
     threaded = f"{email.in_reply_to} {' '.join(reversed(email.references.split()))}"
-    for touchpoint_id in touchpoint_ids_in(threaded, settings.mail_domain)[:50]:
+    for message_token in message_tokens_in(threaded, settings.mail_domain)[:50]:
         row = connection.execute(
             select(enrollments.c.id, enrollments.c.prospect_id, enrollments.c.sequence_id)
             .join(touchpoints, touchpoints.c.enrollment_id == enrollments.c.id)
-            .where(touchpoints.c.id == touchpoint_id)
+            .where(touchpoints.c.message_token == message_token)
         ).first()
         if row is not None:
             return Match(row.prospect_id, row.id, row.sequence_id, "message_id")

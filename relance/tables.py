@@ -17,6 +17,7 @@ Touchpoint life cycle::
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,6 +159,12 @@ enrollments = Table(
     Index("ix_enrollments_status", "status"),
 )
 
+
+def new_message_token() -> str:
+    """A touch's Message-ID local part: 128 random bits as 32 hex digits."""
+    return secrets.token_hex(16)
+
+
 touchpoints = Table(
     "touchpoints",
     metadata,
@@ -184,8 +191,12 @@ touchpoints = Table(
     Column("sent_at", UTCDateTime),
     Column("provider", String(30)),
     Column("provider_message_id", String(200)),
+    # The local part of the Message-ID of its email: 128 random bits, so that ids are unique
+    # across installations and databases and nobody can guess one (relance/envelope.py).
+    Column("message_token", String(32), nullable=False, default=new_message_token),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("enrollment_id", "key"),
+    UniqueConstraint("message_token"),
     Index("ix_touchpoints_due", "status", "due_at"),
     Index("ix_touchpoints_enrollment", "enrollment_id"),
 )

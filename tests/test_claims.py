@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,11 +85,14 @@ def test_due_touches_become_outbox_emails_and_sdr_tasks(store: Store, tmp_path: 
         ("ring", "sent", "task", now),
         ("remember", "sent", "task", now),
     ]
-    assert hello.provider_message_id == f"<tp-{hello.id}@relance.local>"
+    assert hello.provider_message_id == f"<{hello.message_token}@relance.local>"
+    assert len(hello.message_token) == 32
     (eml,) = (tmp_path / "outbox").glob("*.eml")
     assert eml.name == f"{hello.id}.eml"
     message = email.message_from_bytes(eml.read_bytes())
     assert (message["To"], message["X-Relance-Step"]) == ("ada@example.com", "hello")
+    # The tick's clock, not the outbox's own (T0) nor the wall clock.
+    assert parsedate_to_datetime(message["Date"]) == now
     assert deliveries_of(store, hello.id) == [(1, "sent", "outbox", None)]
     with store.reading() as connection:
         created = connection.execute(select(tasks).order_by(tasks.c.id)).all()

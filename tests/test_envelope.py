@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from relance.enrollments import enroll
 from relance.envelope import (
+    message_tokens_in,
     reply_address,
     thread_subject,
     tokens_in,
-    touchpoint_ids_in,
     unsubscribe_headers,
 )
+from relance.outbound import OutboundEmail
 from relance.store import Store
 from tests.store_support import (
     T0,
     RecordingSender,
     dispatcher_for,
+    fresh_sqlite,
     people,
     step,
     tick,
@@ -37,8 +41,33 @@ def test_addresses_and_message_ids_read_back() -> None:
     assert tokens_in(header, "reply", "reply.example.com") == [token]
     assert tokens_in(header, "unsubscribe", "reply.example.com") == []
     assert tokens_in(f"reply+{token}@elsewhere.example", "reply", "reply.example.com") == []
-    references = "<tp-12@mail.example> <abc@gmail.com>\n <tp-40@mail.example> <tp-9@other.example>"
-    assert touchpoint_ids_in(references, "mail.example") == [12, 40]
+    first, second, elsewhere = "0" * 31 + "a", "F" * 32, "1" * 32
+    references = (
+        f"<{first}@mail.example> <abc@gmail.com>\n <{second}@MAIL.example> "
+        f"<{elsewhere}@other.example> <tp-12@mail.example> <{first[:-1]}@mail.example>"
+    )
+    assert message_tokens_in(references, "mail.example") == [first, second.lower()]
+
+
+def test_message_ids_differ_across_stores_for_the_same_touch(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path, [step("intro", "email")])
+    sent: list[OutboundEmail] = []
+    for name in ("first", "second"):  # two installations, each with its own database
+        (tmp_path / name).mkdir()
+        store = fresh_sqlite(sqlite_template, tmp_path / name)
+        sender = RecordingSender()
+        enroll(store, project.sequence, people(1), start=T0, now=T0)
+        tick(store, dispatcher_for(store, project, sender), T0.replace(hour=12))
+        store.dispose()
+        sent.extend(sender.sent)
+    first, second = sent
+    assert first.touchpoint_id == second.touchpoint_id
+    assert first.message_id != second.message_id
+    for message in (first, second):
+        assert re.fullmatch(r"<[0-9a-f]{32}@relance\.local>", message.message_id)
+        assert f"tp-{message.touchpoint_id}" not in message.message_id
 
 
 def test_one_click_unsubscribe_headers_follow_rfc_8058() -> None:
@@ -86,3 +115,21 @@ def test_follow_ups_answer_the_first_email_unless_a_step_starts_a_new_thread(
     assert (fresh.subject, fresh.in_reply_to) == ("fresh for P0", None)
     assert intro.headers["List-Unsubscribe"].startswith(f"<https://r.example/unsubscribe/{token}>")
     assert f"https://r.example/unsubscribe/{token}" in intro.text
+
+
+def test_an_edited_template_applies_from_the_next_batch(store: Store, tmp_path: Path) -> None:
+    project = write_project(tmp_path, [step("intro", "email")])
+    sender = RecordingSender()
+    dispatcher = dispatcher_for(store, project, sender)
+    enroll(store, project.sequence, people(2), start=T0, now=T0)
+    now = T0.replace(hour=12)
+    assert dispatcher.run_step("demo", "intro", now=now, limit=1).sent == 1
+    subject = project.templates_dir / "demo" / "intro.subject.j2"
+    subject.write_text("Edited for {{ prospect.email }}", encoding="utf-8")
+    later = subject.stat().st_mtime + 5
+    os.utime(subject, (later, later))
+    assert dispatcher.run_step("demo", "intro", now=now, limit=1).sent == 1
+    assert [message.subject for message in sender.sent] == [
+        "intro for P0",
+        f"Edited for {sender.sent[1].to_email}",
+    ]

@@ -279,6 +279,29 @@ def test_a_message_matching_nobody_is_a_200_and_stores_nothing(web: WebProject) 
     assert (count(web, events), reply_tasks(web)) == (before, [])
 
 
+def test_a_guessed_message_id_in_in_reply_to_matches_nothing(web: WebProject) -> None:
+    sent = first_email(web, ADELE)
+    real = sent["headers"]["Message-ID"]
+    touchpoint_id = sent["personalizations"][0]["custom_args"]["touchpoint_id"]
+    assert f"tp-{touchpoint_id}@" not in real
+    before = count(web, events)
+    # The old sequential form, and a well-formed token nobody was sent.
+    for forged in (f"<tp-{touchpoint_id}@relance.local>", "<" + "0" * 32 + "@relance.local>"):
+        fields = inbound_fields(
+            sender="forger@unknown.example",
+            to="hello@reply.relance.local",
+            in_reply_to=forged,
+            references=forged,
+            message_id=f"<forged-{len(forged)}@unknown.example>",
+        )
+        assert post_inbound(web, fields).json() == {"outcome": "unmatched"}
+    assert (count(web, events), reply_tasks(web), status_of(web, ADELE)[0]) == (
+        before,
+        [],
+        "active",
+    )
+
+
 def test_bounces_are_ignored(web: WebProject) -> None:
     first_email(web, ADELE)
     fields = reply_to(web, ADELE, sender="MAILER-DAEMON@mx.acme.example", subject="Undelivered")
@@ -544,7 +567,7 @@ def test_matching_pausing_and_snoozing_on_both_stores(store: Store, tmp_path: Pa
             )
         }
         first_touch = connection.execute(
-            select(touchpoints.c.id).where(
+            select(touchpoints.c.message_token).where(
                 touchpoints.c.enrollment_id == ids[ADELE], touchpoints.c.step_id == "hello"
             )
         ).scalar_one()
@@ -561,7 +584,7 @@ def test_matching_pausing_and_snoozing_on_both_stores(store: Store, tmp_path: Pa
     # By References, from a colleague's address: Adèle's enrollment pauses, Bruno's too.
     outcome = record_inbound(
         store,
-        received(BRUNO, 1, references=f"<x@y> <tp-{first_touch}@{settings.mail_domain}>"),
+        received(BRUNO, 1, references=f"<x@y> <{first_touch}@{settings.mail_domain}>"),
         now=T0,
         settings=settings,
     )

@@ -67,7 +67,7 @@ def outbox(tmp_path: Path) -> OutboxSender:
 def test_an_email_becomes_one_eml_file_named_after_its_touchpoint(outbox: OutboxSender) -> None:
     result = outbox.send(email_for())
 
-    assert result == SendResult(provider="outbox", provider_message_id="<tp-tp1@seller.example>")
+    assert result == SendResult(provider="outbox", provider_message_id="<tp1@seller.example>")
     assert sorted(path.name for path in outbox.directory.iterdir()) == ["tp1.eml"]
 
 
@@ -75,7 +75,7 @@ def test_the_eml_file_parses_back_with_every_header(outbox: OutboxSender) -> Non
     outbox.send(email_for())
     message = read_eml(outbox.directory / "tp1.eml")
 
-    assert message["Message-ID"] == "<tp-tp1@seller.example>"
+    assert message["Message-ID"] == "<tp1@seller.example>"
     assert message["In-Reply-To"] == "<tp-tp0@seller.example>"
     assert message["References"] == "<tp-first@seller.example> <tp-tp0@seller.example>"
     assert message["From"] == "Anne Dupont <anne@seller.example>"
@@ -172,7 +172,7 @@ def test_send_many_returns_one_outcome_per_message_in_order(tmp_path: Path) -> N
 
     assert [
         outcome.provider_message_id for outcome in outcomes if isinstance(outcome, SendResult)
-    ] == [f"<tp-tp{index}@seller.example>" for index in range(12)]
+    ] == [f"<tp{index}@seller.example>" for index in range(12)]
     assert isinstance(outcomes[-1], PermanentChannelError)
     assert len(list(tmp_path.glob("*.eml"))) == 12
 

@@ -134,7 +134,7 @@ def test_the_request_carries_every_part_of_the_email(
         {"type": "text/html", "value": "<p>Bonjour Léa,</p>"},
     ]
     assert body["headers"] == {
-        "Message-ID": "<tp-tp1@seller.example>",
+        "Message-ID": "<tp1@seller.example>",
         "In-Reply-To": "<tp-tp0@seller.example>",
         "References": "<tp-first@seller.example> <tp-tp0@seller.example>",
         "List-Unsubscribe": "<mailto:unsubscribe@seller.example>",
