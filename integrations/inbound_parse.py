@@ -37,6 +37,7 @@ from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+from relance.addresses import address_key
 from relance.errors import InputError
 
 MAX_SCANNED_CHARS = 20_000
@@ -221,8 +222,8 @@ def _json_object(value: str | bytes | None) -> dict[str, Any]:
 
 
 def _address(value: str) -> str:
-    address = parseaddr(value)[1].strip().lower()
-    return address if "@" in address else ""
+    address = parseaddr(value)[1].strip()
+    return address_key(address) if "@" in address else ""
 
 
 def _one_line(value: str) -> str:

@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from relance.addresses import canonical_address
 from relance.errors import ProspectError
 from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
-
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 QUALIFICATION_FIELDS: tuple[str, ...] = (
     "need",
@@ -82,10 +81,7 @@ class Prospect(BaseModel):
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
-        value = value.strip()
-        if not EMAIL_PATTERN.match(value):
-            raise ValueError(f"expected an email address, got {value!r}")
-        return value.lower()
+        return canonical_address(value)
 
     @field_validator("timezone")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from relance.addresses import address_key
 from relance.cadence import plan_touchpoints
 from relance.engine import LIVE, SUPPRESSING, Signal, Status, Transition, apply_signal
 from relance.enrollments import load_version, prospect_from_db
@@ -43,7 +44,7 @@ def find_prospect(connection: Connection, ref: str) -> Row[Any]:
     """A prospect by email address or numeric id."""
     ref = ref.strip()
     column = prospects.c.id if ref.isdigit() else prospects.c.email
-    value: Any = int(ref) if ref.isdigit() else ref.lower()
+    value: Any = int(ref) if ref.isdigit() else address_key(ref)
     row = connection.execute(select(prospects).where(column == value)).first()
     if row is None:
         raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")
@@ -152,7 +153,7 @@ def replan(
 
 def suppress(connection: Connection, email: str, reason: str, source: str, now: datetime) -> bool:
     """Put an address on the suppression list; False if it was already there."""
-    email = email.strip().lower()
+    email = address_key(email)
     if connection.execute(
         select(suppressions.c.email).where(suppressions.c.email == email)
     ).first():
