@@ -48,6 +48,22 @@ STANDARD_FIELDS: tuple[str, ...] = (
 """Typed columns that templates see as ``prospect.<name>``."""
 
 
+CONTROL_CHARACTERS = {"\r": "a carriage return (CR)", "\n": "a line break (LF)", "\x00": "a NUL"}
+
+
+def control_character(text: str) -> str | None:
+    """What ``text`` holds that may not reach a mail header: CR, LF or NUL; None if none."""
+    for char, name in CONTROL_CHARACTERS.items():
+        if char in text:
+            return name
+    return None
+
+
+def one_line(text: str) -> str:
+    """Stored text made safe to show: NUL removed, CR and LF made spaces."""
+    return text.replace("\x00", "").replace("\r", " ").replace("\n", " ")
+
+
 class Prospect(BaseModel):
     """A contact enrolled (or about to be) in a sequence."""
 
@@ -77,6 +93,21 @@ class Prospect(BaseModel):
     stage: Stage | None = Field(default=None, description="Lifecycle stage; None: as stored.")
     warmth: Warmth | None = Field(default=None, description="Given warmth; None: derived.")
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        """CR, LF and NUL are refused in the standard fields (names reach mail headers);
+        custom fields may span lines (a CRM's notes) but never hold a NUL."""
+        if isinstance(value, Mapping):
+            for name, text in value.items():
+                if isinstance(text, str) and "\x00" in text:
+                    raise ValueError(f"field {name}: expected text, got a NUL")
+            return value
+        problem = control_character(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(f"expected one line of text, got {problem}")
+        return value
 
     @field_validator("email")
     @classmethod
@@ -174,7 +205,13 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
             continue
         key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
         value = (raw or "").strip()
-        if key not in STANDARD_FIELDS and key not in QUALIFICATION_FIELDS:
+        typed = key in STANDARD_FIELDS or key in QUALIFICATION_FIELDS
+        problem = control_character(value) if typed else None
+        if problem or "\x00" in value:
+            what = f"one line of text, got {problem}" if problem else "text, got a NUL"
+            errors.append(f"column {key}: expected {what}")
+            value = one_line(value)
+        if not typed:
             custom[key] = value
         elif key in ("deal_value", "cycle_days") and value:
             try:
