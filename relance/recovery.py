@@ -97,13 +97,14 @@ def resolve_unknown(store: Store, now: datetime, *, grace: timedelta = DEFAULT_G
     """Settle every ``unknown`` touch that the provider's events (or their silence) decide."""
     resolution = Resolution()
     with store.transaction() as connection:
-        unknown = dict(
-            connection.execute(
+        unknown: dict[int, datetime | None] = {
+            row.id: row.claimed_at
+            for row in connection.execute(
                 select(touchpoints.c.id, touchpoints.c.claimed_at).where(
                     touchpoints.c.status == "unknown"
                 )
-            ).all()
-        )
+            )
+        }
         if not unknown:
             return resolution
         verdicts = _verdicts(connection, sorted(unknown))

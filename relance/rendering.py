@@ -54,7 +54,8 @@ from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from relance.diagnostics import Finding, Loc
 from relance.errors import InputError, RenderError

@@ -56,11 +56,12 @@ def describe_changes(store: Store, outcome: SignalOutcome) -> str:
     """ "outbound-2w active → paused, nurture-warm paused → paused"."""
     ids = [enrollment_id for enrollment_id, _, _ in outcome.changed]
     with store.reading() as connection:
-        names = dict(
-            connection.execute(
+        names: dict[int, str] = {
+            row.id: row.sequence_id
+            for row in connection.execute(
                 select(enrollments.c.id, enrollments.c.sequence_id).where(enrollments.c.id.in_(ids))
-            ).all()
-        )
+            )
+        }
     return ", ".join(
         f"{names.get(eid, eid)} {before} → {after}"
         if before != after

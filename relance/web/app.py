@@ -15,12 +15,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relance.errors import InputError, NotFoundError, RelanceError, StateError
 from relance.settings import Settings
-from relance.store import Store
+from relance.store import Store, store_failure
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        logger.error("request failed: %s", store_failure(exc))  # never the SQL parameters
+        return error(503, "the store is unavailable; try again")
 
     @app.exception_handler(RelanceError)
     async def _relance(_: Request, exc: RelanceError) -> JSONResponse:
