@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         default=None,
         description="Token to log in to the SDR page (/sdr); without it the page answers 403.",
     )
+    sdr_login_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Wrong SDR tokens (form or bearer) one client address may send per minute; "
+        "then 429 with Retry-After.",
+    )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
     )

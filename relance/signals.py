@@ -24,7 +24,15 @@ from relance.lifecycle import advance_stage
 from relance.qualification import Stage
 from relance.spec import Channel
 from relance.store import Store
-from relance.tables import enrollments, events, meetings, prospects, suppressions, touchpoints
+from relance.tables import (
+    MAX_ROW_ID,
+    enrollments,
+    events,
+    meetings,
+    prospects,
+    suppressions,
+    touchpoints,
+)
 
 
 @dataclass
@@ -45,6 +53,8 @@ def find_prospect(connection: Connection, ref: str) -> Row[Any]:
     ref = ref.strip()
     column = prospects.c.id if ref.isdigit() else prospects.c.email
     value: Any = int(ref) if ref.isdigit() else address_key(ref)
+    if ref.isdigit() and value > MAX_ROW_ID:
+        raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")
     row = connection.execute(select(prospects).where(column == value)).first()
     if row is None:
         raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relance.errors import InputError, NotFoundError, RelanceError, StateError
 from relance.settings import Settings
 from relance.store import Store, store_failure
+from relance.tables import MAX_ROW_ID
+from relance.web.attempts import LoginAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,11 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
+"""A path parameter that is a row id: one out of range (``MAX_ROW_ID``) is refused with 422
+before any query (PostgreSQL and SQLite would fail on it)."""
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -110,6 +118,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store or Store(settings.store_url)
     app.state.clock = clock
+    app.state.login_attempts = LoginAttempts(settings.sdr_login_failures_per_minute)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
