@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
     )
+    body_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A request body must arrive within this long (408 otherwise).",
+    )
     max_inbound_bytes: int = Field(
         default=30_000_000,
         ge=1024,

@@ -1,8 +1,10 @@
 """The FastAPI application: shared limits, errors and dependencies; routes live beside it.
 
 Every endpoint answers errors as JSON ``{"error": "<what is wrong>"}`` with a 4xx code,
-refuses bodies over ``settings.max_body_bytes`` (413) before reading them whole, stores
-nothing when it refuses, and logs ids, never addresses or message bodies.
+refuses bodies over ``settings.max_body_bytes`` (413) before reading them whole, and
+bodies still arriving ``settings.body_timeout_seconds`` after they were first asked for
+(408, relance/web/guards.py), stores nothing when it refuses, and logs ids, never
+addresses or message bodies. A client leaving mid-body is one short log line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from relance.settings import Settings
 from relance.store import Store, store_failure
 from relance.tables import MAX_ROW_ID
 from relance.web.attempts import LoginAttempts
+from relance.web.guards import BodyGuard
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,7 @@ def create_app(
         limit=settings.max_body_bytes,
         limits={"/webhooks/sendgrid/inbound": settings.max_inbound_bytes},
     )
+    app.add_middleware(BodyGuard, timeout=settings.body_timeout_seconds)  # outermost
     return app
 
 
