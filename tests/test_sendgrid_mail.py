@@ -210,7 +210,7 @@ def test_a_429_is_transient_with_the_wait_sendgrid_asked_for(
 ) -> None:
     sendgrid.fail_next(1, 429, message="too many requests", retry_after=7)
 
-    with pytest.raises(TransientChannelError, match="answered 429 Too Many Requests$") as raised:
+    with pytest.raises(TransientChannelError, match=r"answered 429 Too Many Requests$") as raised:
         sender.send(email_for())
 
     assert raised.value.retry_after == 7.0
@@ -221,7 +221,7 @@ def test_a_500_is_transient(sender: SendGridSender, sendgrid: FakeSendGrid) -> N
     sendgrid.fail_next(1, 500, message="internal error")
 
     with pytest.raises(
-        TransientChannelError, match="answered 500 Internal Server Error$"
+        TransientChannelError, match=r"answered 500 Internal Server Error$"
     ) as raised:
         sender.send(email_for())
 
