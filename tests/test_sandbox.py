@@ -105,3 +105,19 @@ def test_path_traversal_in_a_template_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RenderError) as caught:
         render_template(template_environment(templates), "in.j2", context())
     assert "outside" not in str(caught.value).replace("../outside.j2", "")
+
+
+def test_jinja_in_a_prospect_field_is_shown_as_written(tmp_path: Path) -> None:
+    write(tmp_path, email_files())
+    sequence = make_sequence(email_step())
+    prospect = SAMPLE_PROSPECT.model_copy(
+        update={"first_name": "{{ 7*7 }}{% for x in [1] %}x{% endfor %}", "company": "<b>A</b>"}
+    )
+    rendered = render_step(
+        template_environment(tmp_path), sequence, sequence.steps[0], prospect, sender=SAMPLE_SENDER
+    )
+    assert rendered.text is not None and rendered.html is not None
+    literal = "{{ 7*7 }}{% for x in [1] %}x{% endfor %}"
+    assert literal in rendered.text and literal in rendered.html
+    assert "49" not in rendered.text + rendered.html
+    assert rendered.subject == "Hi <b>A</b>"  # plain text, never rendered a second time
