@@ -95,11 +95,12 @@ def build_cancel(
 def invite_attachment(
     ics: bytes, *, method: str = "REQUEST", filename: str = "invite.ics"
 ) -> Attachment:
-    """The calendar as an e-mail attachment that mail clients recognise as an invitation."""
+    """The calendar as an e-mail attachment that mail clients recognise as an invitation
+    (a NUL, which no calendar text may hold, is dropped)."""
     return Attachment(
         filename=filename,
         content_type=f"text/calendar; method={method}; charset=UTF-8",
-        content=ics,
+        content=ics.replace(b"\x00", b""),
     )
 
 

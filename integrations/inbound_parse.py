@@ -17,6 +17,13 @@ charset of each field), ``SPF``, ``dkim``, ``attachments`` (a count) and the fil
   None when the text gives none;
 - ``Reply(text)``: anything else, ``text`` being the reply without the quoted history.
 
+``sender_authenticated(email)`` says whether SendGrid vouches for the From domain: DKIM
+passed for it (the ``dkim`` field, ``{@example.com : pass}``, one entry per signature), or
+SPF passed (the ``SPF`` field: ``pass``) for an envelope sender at that domain. Domains
+align when equal or one is a subdomain of the other. Anything else (``fail``,
+``softfail``, ``neutral``, ``none``, a missing field, a signature for another domain) does
+not vouch: the From address may be forged.
+
 Pure: no clock, no network. Malformed input raises ``InputError``, nothing else.
 """
 
@@ -37,6 +44,7 @@ from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+from relance.addresses import address_key
 from relance.errors import InputError
 
 MAX_SCANNED_CHARS = 20_000
@@ -221,12 +229,41 @@ def _json_object(value: str | bytes | None) -> dict[str, Any]:
 
 
 def _address(value: str) -> str:
-    address = parseaddr(value)[1].strip().lower()
-    return address if "@" in address else ""
+    address = parseaddr(value)[1].strip()
+    return address_key(address) if "@" in address else ""
 
 
 def _one_line(value: str) -> str:
     return " ".join(value.split())
+
+
+_DKIM_RESULT = re.compile(r"@?([A-Za-z0-9.-]+)\s*:\s*([A-Za-z]+)")
+
+
+def dkim_passed_domains(dkim: str) -> set[str]:
+    """The domains whose DKIM signature passed, from SendGrid's ``dkim`` field."""
+    return {
+        domain.strip(".").lower()
+        for domain, result in _DKIM_RESULT.findall(dkim)
+        if result.lower() == "pass"
+    }
+
+
+def sender_authenticated(email: InboundEmail) -> bool:
+    """Whether SPF or DKIM passed for the domain of the From address (module docstring)."""
+    domain = email.sender.rpartition("@")[2]
+    if not domain:
+        return False
+    if any(_aligned(domain, signer) for signer in dkim_passed_domains(email.dkim)):
+        return True
+    envelope_domain = email.envelope_sender.rpartition("@")[2]
+    spf = email.spf.strip().lower()
+    return spf == "pass" and bool(envelope_domain) and _aligned(domain, envelope_domain)
+
+
+def _aligned(domain: str, other: str) -> bool:
+    domain, other = domain.lower(), other.lower()
+    return domain == other or domain.endswith("." + other) or other.endswith("." + domain)
 
 
 def html_to_text(markup: str) -> str:

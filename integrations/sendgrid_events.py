@@ -51,6 +51,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from relance.addresses import address_key
 from relance.engagement import MailEvent, MailEventKind
 from relance.engine import Signal
 from relance.errors import InputError
@@ -295,7 +296,7 @@ def _address(value: Any) -> str | None:
     address = value.strip().lower()
     if len(address) > 320 or not address.isprintable() or not _ADDRESS.fullmatch(address):
         return None
-    return address
+    return address_key(address)
 
 
 def _number(value: Any) -> int | None:

@@ -26,11 +26,13 @@ import base64
 import http.client
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.error import URLError
 
@@ -211,8 +213,8 @@ class SendGridSender:
     def _error_for(self, message: OutboundEmail, error: HTTPError) -> ChannelError:
         status = int(error.status_code)
         text = (
-            f"touchpoint {message.touchpoint_id}: SendGrid answered {status}: "
-            f"{describe_errors(error.body)}"
+            f"touchpoint {message.touchpoint_id}: SendGrid answered "
+            f"{describe_errors(status, error.body)}"
         )
         if status == 429 or status >= 500 or status in _ACCOUNT_STATUSES:
             return TransientChannelError(text, retry_after=self._retry_after(error.headers))
@@ -246,20 +248,25 @@ def retry_after_from(headers: Mapping[str, str] | None, *, now: float) -> float 
     return None
 
 
-def describe_errors(body: bytes | str | None) -> str:
-    """SendGrid's `{"errors": [{"message", "field"}]}` as one line; the raw body otherwise."""
-    if not body:
-        return "no details"
-    raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+_FIELD = re.compile(r"[A-Za-z0-9_.\[\]-]{1,60}")
+
+
+def describe_errors(status: int, body: bytes | str | None) -> str:
+    """``400 Bad Request (fields: from.email)``: the status, its standard reason and the
+    request fields SendGrid names. Never SendGrid's messages nor the body: they may quote
+    an address, a name or a subject, and this text is stored with the touch."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unexpected status"
+    raw = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body or ""
     try:
         errors: Any = json.loads(raw)["errors"]
-        parts = [
-            f"{error['field']}: {error['message']}" if error.get("field") else error["message"]
-            for error in errors
-        ]
+        named = [str(error.get("field") or "") for error in errors if isinstance(error, dict)]
     except (ValueError, KeyError, TypeError):
-        return raw.strip()[:500]
-    return "; ".join(str(part) for part in parts) or "no details"
+        named = []
+    fields = list(dict.fromkeys(name for name in named if _FIELD.fullmatch(name)))[:5]
+    return f"{status} {phrase}" + (f" (fields: {', '.join(fields)})" if fields else "")
 
 
 def _reason(error: BaseException) -> str:

@@ -24,7 +24,7 @@ from relance.cadence import PlannedTouch, plan_touchpoints
 from relance.engine import LIVE, Status
 from relance.errors import StoreError
 from relance.lifecycle import advance_stage, record_first_stages
-from relance.prospect import Prospect
+from relance.prospect import Prospect, one_line
 from relance.qualification import INITIAL_STAGE, Stage
 from relance.spec import Sequence
 from relance.store import Store
@@ -139,14 +139,15 @@ def prospect_row(prospect: Prospect, now: datetime) -> dict[str, Any]:
 
 
 def prospect_from_db(row: Any, deal_value: float = 0, cycle_days: float = 0) -> Prospect:
-    """The Prospect a stored row (and an enrollment's deal figures) describes."""
+    """The Prospect a stored row (and an enrollment's deal figures) describes. Text stored
+    before enrollment refused control characters is shown without them (``one_line``)."""
     return Prospect.model_construct(
         email=row.email,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        company=row.company,
-        title=row.title,
-        phone=row.phone,
+        first_name=one_line(row.first_name),
+        last_name=one_line(row.last_name),
+        company=one_line(row.company),
+        title=one_line(row.title),
+        phone=one_line(row.phone),
         deal_value=deal_value,
         cycle_days=cycle_days,
         timezone=row.timezone,
@@ -154,8 +155,11 @@ def prospect_from_db(row: Any, deal_value: float = 0, cycle_days: float = 0) -> 
         country=row.country,
         region=row.region,
         locale=row.locale,
-        owner=row.owner,
-        fields=dict(row.fields or {}),
+        owner=one_line(row.owner),
+        fields={
+            str(name): value.replace("\x00", "") if isinstance(value, str) else value
+            for name, value in (row.fields or {}).items()
+        },
     )
 
 

@@ -10,6 +10,7 @@ its message and exits non-zero, never a traceback.
     │   ├── RenderError            a template is missing, does not parse or does not render
     │   ├── NotFoundError          no such sequence, step, prospect or task
     │   └── SignatureError         a webhook's signature is missing, wrong or stale (403)
+    ├── SettingsError              a setting (environment variable) is missing or wrong (exit 2)
     ├── StateError                 the action does not fit the enrollment's state
     ├── StoreError                 the store cannot be reached or migrated
     └── ChannelError               a channel could not deliver
@@ -67,6 +68,10 @@ class NotFoundError(InputError):
 
 class SignatureError(InputError):
     """A webhook request whose signature is missing, malformed, wrong or too old."""
+
+
+class SettingsError(RelanceError):
+    """A setting (an environment variable) is wrong: nothing can run until it is fixed."""
 
 
 class StateError(RelanceError):

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from relance.addresses import address_key
 from relance.errors import InputError, NotFoundError, StateError
 from relance.qualification import (
     CRITERIA,
@@ -37,7 +38,7 @@ from relance.qualification import (
     is_forward,
 )
 from relance.store import Store
-from relance.tables import prospects, stage_moves
+from relance.tables import MAX_ROW_ID, prospects, stage_moves
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,9 @@ def _locked(connection: Connection, ref: str) -> Row[Any]:
     """A prospect by email address or numeric id, locked for this transaction."""
     ref = ref.strip()
     column = prospects.c.id if ref.isdigit() else prospects.c.email
-    value: Any = int(ref) if ref.isdigit() else ref.lower()
+    value: Any = int(ref) if ref.isdigit() else address_key(ref)
+    if ref.isdigit() and value > MAX_ROW_ID:
+        raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")
     row = connection.execute(select(prospects).where(column == value).with_for_update()).first()
     if row is None:
         raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from typing import Literal, Protocol
 
 from relance.errors import ChannelError, PermanentChannelError
@@ -107,12 +109,48 @@ class OutboundEmail:
         object.__setattr__(self, "categories", tuple(self.categories))
         object.__setattr__(self, "headers", dict(self.headers))
         object.__setattr__(self, "custom_args", dict(self.custom_args))
+        for name, value in (
+            ("To", self.to_email),
+            ("To", self.to_name),
+            ("From", self.from_email),
+            ("From", self.from_name),
+            ("Reply-To", self.reply_to),
+            ("Subject", self.subject),
+            ("Message-ID", self.message_id),
+            ("In-Reply-To", self.in_reply_to),
+            ("References", " ".join(self.references)),
+            *self.headers.items(),
+        ):
+            check_header_value(name, value)
         reserved = sorted(name for name in self.headers if name.lower() in RESERVED_HEADERS)
         if reserved:
             raise ValueError(
                 f"headers {', '.join(reserved)} are set from the message's own fields, "
                 "not from `headers`"
             )
+
+
+def check_header_value(name: str, value: str | None) -> None:
+    """ValueError when a header value holds CR, LF or NUL, as written or once its RFC 2047
+    encoded words (``=?utf-8?q?=0D=0A?=``) are decoded: a mail program that decodes them
+    must never find a new header line. The message names the header, never the value."""
+    if not value:
+        return
+    for text in (value, _decoded_words(value)):
+        if any(char in text for char in "\r\n\x00"):
+            raise ValueError(
+                f"header {name}: expected one line of text, got a line break or NUL"
+                + (" in an encoded word" if text is not value else "")
+            )
+
+
+def _decoded_words(value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, TypeError, HeaderParseError):
+        return value.replace("=?", "")  # undecodable: nothing new can come of it
 
 
 @dataclass(frozen=True)

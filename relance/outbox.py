@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -99,11 +101,18 @@ class OutboxSender:
     def send(self, message: OutboundEmail) -> SendResult:
         path = self.path_for(message.touchpoint_id)
         try:
-            data = compose_message(message, message.date or self._clock()).as_bytes()
+            mail = compose_message(message, message.date or self._clock())
+            data = mail.as_bytes()
         except (ValueError, TypeError, HeaderParseError) as error:
             raise PermanentChannelError(
                 f"touchpoint {message.touchpoint_id}: cannot compose the e-mail: {error}"
             ) from error
+        written = [name.lower() for name in BytesHeaderParser(policy=compat32).parsebytes(data)]
+        if written != [name.lower() for name in mail]:
+            raise PermanentChannelError(
+                f"touchpoint {message.touchpoint_id}: the written headers differ from the "
+                "ones set (a header value held a line break): not written"
+            )
         try:
             self._write_atomically(path, data)
         except OSError as error:

@@ -23,12 +23,11 @@ from pydantic import (
     model_validator,
 )
 
+from relance.addresses import canonical_address
 from relance.errors import ProspectError
 from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
 from relance.regions import check_country, check_region
 from relance.zones import ZoneSource, infer_zone
-
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 QUALIFICATION_FIELDS: tuple[str, ...] = (
     "need",
@@ -59,6 +58,22 @@ STANDARD_FIELDS: tuple[str, ...] = (
     "owner",
 )
 """Typed columns that templates see as ``prospect.<name>``."""
+
+
+CONTROL_CHARACTERS = {"\r": "a carriage return (CR)", "\n": "a line break (LF)", "\x00": "a NUL"}
+
+
+def control_character(text: str) -> str | None:
+    """What ``text`` holds that may not reach a mail header: CR, LF or NUL; None if none."""
+    for char, name in CONTROL_CHARACTERS.items():
+        if char in text:
+            return name
+    return None
+
+
+def one_line(text: str) -> str:
+    """Stored text made safe to show: NUL removed, CR and LF made spaces."""
+    return text.replace("\x00", "").replace("\r", " ").replace("\n", " ")
 
 
 class Prospect(BaseModel):
@@ -100,13 +115,25 @@ class Prospect(BaseModel):
     warmth: Warmth | None = Field(default=None, description="Given warmth; None: derived.")
     fields: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        """CR, LF and NUL are refused in the standard fields (names reach mail headers);
+        custom fields may span lines (a CRM's notes) but never hold a NUL."""
+        if isinstance(value, Mapping):
+            for name, text in value.items():
+                if isinstance(text, str) and "\x00" in text:
+                    raise ValueError(f"field {name}: expected text, got a NUL")
+            return value
+        problem = control_character(value) if isinstance(value, str) else None
+        if problem:
+            raise ValueError(f"expected one line of text, got {problem}")
+        return value
+
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str) -> str:
-        value = value.strip()
-        if not EMAIL_PATTERN.match(value):
-            raise ValueError(f"expected an email address, got {value!r}")
-        return value.lower()
+        return canonical_address(value)
 
     @field_validator("timezone")
     @classmethod
@@ -246,7 +273,13 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
             continue
         key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
         value = (raw or "").strip()
-        if key not in STANDARD_FIELDS and key not in QUALIFICATION_FIELDS:
+        typed = key in STANDARD_FIELDS or key in QUALIFICATION_FIELDS
+        problem = control_character(value) if typed else None
+        if problem or "\x00" in value:
+            what = f"one line of text, got {problem}" if problem else "text, got a NUL"
+            errors.append(f"column {key}: expected {what}")
+            value = one_line(value)
+        if not typed:
             custom[key] = value
         elif key in ("deal_value", "cycle_days") and value:
             try:

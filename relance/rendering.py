@@ -29,6 +29,13 @@ English; ``money("USD")`` for another currency) and ``date_local`` (``"long"``,
 ``"date"``, ``"day"`` or ``"time"``: "jeudi 14 mars 2030 à 10h00" / "Thursday,
 14 March 2030 at 10:00"; ``date_local("time", "America/New_York")`` converts first).
 
+Templates render in Jinja's immutable sandbox (``ImmutableSandboxedEnvironment``): they
+see the names above, Jinja's built-in filters and tests, ``money`` and ``date_local``, and
+nothing else (none of Jinja's default globals such as ``range``, ``lipsum`` or ``cycler``);
+attributes starting with ``_`` are refused, and so is any template file that resolves
+outside the templates directory (a symbolic link pointing elsewhere). ``relance validate``
+reports such constructs with their file and line (``relance.template_usage``).
+
 Undefined names are errors (StrictUndefined); HTML templates (``*.html.j2``) are
 autoescaped, the others are plain text. ``check_templates`` finds what ``validate``
 reports about templates, with ``relance.template_usage`` reading their syntax trees.
@@ -47,6 +54,8 @@ from typing import Any, TypedDict
 from zoneinfo import ZoneInfo
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from relance.diagnostics import Finding, Loc
 from relance.errors import InputError, RenderError
@@ -54,7 +63,7 @@ from relance.formatting import format_date, format_money
 from relance.prospect import SAMPLE_PROSPECT, STANDARD_FIELDS, Prospect
 from relance.settings import Settings
 from relance.spec import Channel, Sequence, Step
-from relance.template_usage import Issue, TemplateUsage
+from relance.template_usage import Issue, OutsideTemplatesError, TemplateUsage, outside_message
 
 PREVIEW_UNSUBSCRIBE_URL = "https://example.com/unsubscribe/preview"
 """The unsubscribe link previews and checks render with."""
@@ -171,15 +180,39 @@ def template_environment(templates_dir: Path) -> jinja2.Environment:
     return _environment(templates_dir.resolve())
 
 
+class ContainedLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that refuses files whose real path is outside its directories,
+    and does not list them."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not _contained(Path(filename), self.searchpath):
+            raise OutsideTemplatesError(template)
+        return source, filename, uptodate
+
+    def list_templates(self) -> list[str]:
+        return [
+            name
+            for name in super().list_templates()
+            if any(_contained(Path(root) / name, [root]) for root in self.searchpath)
+        ]
+
+
+def _contained(path: Path, roots: list[str]) -> bool:
+    real = path.resolve()
+    return any(real.is_relative_to(Path(root).resolve()) for root in roots)
+
+
 @functools.cache
 def _environment(templates_dir: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+    env = ImmutableSandboxedEnvironment(
+        loader=ContainedLoader(templates_dir),
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.globals.clear()  # range, dict, lipsum, cycler, joiner, namespace: not documented
     env.filters["money"] = _money_filter
     env.filters["date_local"] = _date_filter
     return env
@@ -299,11 +332,17 @@ def render_template(env: jinja2.Environment, name: str, context: Mapping[str, An
     """Render one template file; HTML is stripped, text keeps at most one blank line."""
     try:
         output = env.get_template(name).render(context)
+    except OutsideTemplatesError as error:
+        raise RenderError(outside_message(str(error.name))) from None
     except jinja2.TemplateNotFound as error:
         raise RenderError(f"expected a template file at templates/{error.name}, got none") from None
     except jinja2.TemplateSyntaxError as error:
         where = f"templates/{error.name or name}:{error.lineno}"
         raise RenderError(f"{where}: {error.message}") from None
+    except SecurityError as error:
+        raise RenderError(
+            f"{_error_place(error, env, name)}: refused by the sandbox: {error}"
+        ) from None
     except (jinja2.TemplateError, ValueError, TypeError, ArithmeticError) as error:
         raise RenderError(f"{_error_place(error, env, name)}: {error}") from None
     if _autoescape(name):

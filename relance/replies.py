@@ -6,15 +6,18 @@ to, in this order:
 1. a ``reply+<token>@<inbound domain>`` recipient (envelope, To, Cc): that enrollment;
 2. Relance Message-IDs (``<<message token>@<mail domain>>``) in In-Reply-To or References: the
    enrollment of that touchpoint;
-3. the sender's address: that prospect's live enrollments.
+3. the sender's address, only when SendGrid vouches for its domain (SPF or DKIM passed,
+   ``sender_authenticated``): that prospect's live enrollments. A From address is
+   trivially forged; a message that SPF and DKIM do not vouch for matches nobody by it.
 
 Then, by what ``classify`` says the message is:
 
 - a reply records ``replied`` (scoped to the matched enrollment's sequence when matched by
   token or Message-ID), opens an SDR task "Reply received: <subject>" whose body is the
-  reply without its quoted history, and, unless the sender writes from a free-mail domain,
-  pauses the active enrollments of the other prospects at the same domain ("a colleague
-  replied"). A reply to a booked or stopped enrollment is recorded with its task and
+  reply without its quoted history, and, unless the matched prospect's address is at a
+  free-mail domain, pauses the active enrollments of the other prospects at the matched
+  prospect's domain ("a colleague replied"): never the sender's, which the sender
+  chooses. A reply to a booked or stopped enrollment is recorded with its task and
   changes nothing else;
 - an out-of-office snoozes every live enrollment of the prospect until the send-window
   start of the first day back (``out_of_office_days`` from now when the message gives no
@@ -37,7 +40,13 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from integrations.inbound_parse import InboundEmail, OutOfOffice, Reply, classify
+from integrations.inbound_parse import (
+    InboundEmail,
+    OutOfOffice,
+    Reply,
+    classify,
+    sender_authenticated,
+)
 from relance.cadence import calendar_for
 from relance.engine import Signal, Status
 from relance.enrollments import load_version, prospect_from_db
@@ -161,7 +170,9 @@ def find_match(connection: Connection, email: InboundEmail, settings: Settings) 
         ).first()
         if row is not None:
             return Match(row.prospect_id, row.id, row.sequence_id, "message_id")
-    if email.sender:
+    if email.sender and not sender_authenticated(email):
+        logger.info("inbound message not matched by its sender: SPF and DKIM did not pass")
+    elif email.sender:
         found = connection.execute(
             select(prospects.c.id).where(prospects.c.email == email.sender)
         ).scalar()
@@ -204,7 +215,7 @@ def _reply(
     enrollment_id = match.enrollment_id or (enrollment_ids[0] if enrollment_ids else None)
     outcome.task_id = _open_task(store, match.prospect_id, enrollment_id, email, text, now)
     if settings.pause_company_on_reply:
-        _pause_colleagues(store, email.sender, match, external_id, now, settings, outcome)
+        _pause_colleagues(store, match, external_id, now, settings, outcome)
     logger.info(
         "inbound reply %s: prospect %s, task %s, %d colleague(s) paused",
         external_id,
@@ -281,14 +292,18 @@ def company_domain(address: str, settings: Settings) -> str | None:
 
 def _pause_colleagues(
     store: Store,
-    sender: str,
     match: Match,
     external_id: str,
     now: datetime,
     settings: Settings,
     outcome: InboundOutcome,
 ) -> None:
-    domain = company_domain(sender, settings)
+    """Pause the active colleagues at the matched prospect's company (not the sender's)."""
+    with store.reading() as connection:
+        address = connection.execute(
+            select(prospects.c.email).where(prospects.c.id == match.prospect_id)
+        ).scalar()
+    domain = company_domain(address or "", settings)
     if domain is None:
         return
     with store.reading() as connection:

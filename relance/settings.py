@@ -1,14 +1,29 @@
 """Settings, read once from the environment (``RELANCE_`` prefix) at start-up and passed down.
 
 Nothing below the CLI, the flows and the webhook service reads ``os.environ``.
+
+``settings_error`` turns pydantic's report on a bad environment into a ``SettingsError``
+naming each variable and what it expects, in one line each; ``check_service_secrets``
+refuses to serve with a secret shorter than ``MIN_SECRET_LENGTH`` (``relance serve``, and
+anything else that starts the service, calls it before listening).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from relance.errors import SettingsError
+
+MIN_SECRET_LENGTH = 16
+"""Shortest webhook secret or SDR token the service starts with."""
+
+SECRETS = ("sdr_token", "inbound_secret", "calcom_secret", "calendly_signing_key")
+"""Settings that are shared secrets (the public key and the API key are not guessed)."""
 
 
 class Settings(BaseSettings):
@@ -74,8 +89,19 @@ class Settings(BaseSettings):
         default=None,
         description="Token to log in to the SDR page (/sdr); without it the page answers 403.",
     )
+    sdr_login_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Wrong SDR tokens (form or bearer) one client address may send per minute; "
+        "then 429 with Retry-After.",
+    )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest webhook body accepted (413 above)."
+    )
+    body_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A request body must arrive within this long (408 otherwise).",
     )
     max_inbound_bytes: int = Field(
         default=30_000_000,
@@ -170,3 +196,58 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'relance.db').as_posix()}"
+
+
+def variable_of(field: str) -> str:
+    """The environment variable of a setting: ``max_body_bytes`` -> RELANCE_MAX_BODY_BYTES."""
+    if field == "sendgrid_api_key":
+        return "SENDGRID_API_KEY"
+    return f"RELANCE_{field.upper()}"
+
+
+def _hidden(field: str) -> bool:
+    return field in SECRETS or field == "sendgrid_api_key"
+
+
+def settings_error(error: ValidationError | SourceError) -> SettingsError:
+    """One line per bad variable: ``RELANCE_MAX_BODY_BYTES: expected an integer, got 'abc'``."""
+    if isinstance(error, SourceError):
+        text = str(error)
+        field = text.split('"')[1] if text.count('"') >= 2 else ""
+        what = variable_of(field) if field else "a setting"
+        return SettingsError(f'{what}: expected a JSON value (e.g. ["a", "b"]), got text')
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = str(item["msg"]).removeprefix("Value error, ")
+        message = message.replace("Input should be ", "expected ")
+        for bound in ("greater", "less"):
+            message = message.replace(f"expected {bound}", f"expected a number {bound}")
+        message = message[:1].lower() + message[1:]
+        given: Any = item.get("input")
+        shown = "" if _hidden(field) or isinstance(given, dict) else f", got {given!r}"
+        lines.append(f"{variable_of(field) if field else 'settings'}: {message}{shown}")
+    return SettingsError("\n".join(lines))
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment (and ``values``); SettingsError when one is wrong."""
+    try:
+        return Settings(**values)
+    except (ValidationError, SourceError) as error:
+        raise settings_error(error) from None
+
+
+def check_service_secrets(settings: Settings) -> None:
+    """SettingsError naming every secret shorter than ``MIN_SECRET_LENGTH`` characters."""
+    short = [
+        variable_of(name)
+        for name in SECRETS
+        if (value := getattr(settings, name)) is not None and len(value) < MIN_SECRET_LENGTH
+    ]
+    if short:
+        raise SettingsError(
+            f"{', '.join(short)}: expected a secret of at least {MIN_SECRET_LENGTH} characters "
+            "(e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(24))'), got a "
+            "shorter one: refusing to serve"
+        )

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from relance.addresses import address_key
 from relance.cadence import plan_touchpoints
 from relance.engine import LIVE, SUPPRESSING, Signal, Status, Transition, apply_signal
 from relance.enrollments import load_version, prospect_from_db
@@ -23,7 +24,15 @@ from relance.lifecycle import advance_stage
 from relance.qualification import Stage
 from relance.spec import Channel
 from relance.store import Store
-from relance.tables import enrollments, events, meetings, prospects, suppressions, touchpoints
+from relance.tables import (
+    MAX_ROW_ID,
+    enrollments,
+    events,
+    meetings,
+    prospects,
+    suppressions,
+    touchpoints,
+)
 
 
 @dataclass
@@ -43,7 +52,9 @@ def find_prospect(connection: Connection, ref: str) -> Row[Any]:
     """A prospect by email address or numeric id."""
     ref = ref.strip()
     column = prospects.c.id if ref.isdigit() else prospects.c.email
-    value: Any = int(ref) if ref.isdigit() else ref.lower()
+    value: Any = int(ref) if ref.isdigit() else address_key(ref)
+    if ref.isdigit() and value > MAX_ROW_ID:
+        raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")
     row = connection.execute(select(prospects).where(column == value)).first()
     if row is None:
         raise NotFoundError(f"no prospect {ref!r} (give an email address or a prospect id)")
@@ -152,7 +163,7 @@ def replan(
 
 def suppress(connection: Connection, email: str, reason: str, source: str, now: datetime) -> bool:
     """Put an address on the suppression list; False if it was already there."""
-    email = email.strip().lower()
+    email = address_key(email)
     if connection.execute(
         select(suppressions.c.email).where(suppressions.c.email == email)
     ).first():

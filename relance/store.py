@@ -31,6 +31,15 @@ _file_writers: dict[str, threading.RLock] = {}
 """One lock per SQLite file: its writers in this process take turns on it."""
 
 
+def store_failure(error: SQLAlchemyError) -> str:
+    """One line for a store error: its kind and the database's own first line, never the
+    statement nor its parameters (``str(error)`` has both: addresses, names)."""
+    original = getattr(error, "orig", None)
+    detail = str(original).strip().splitlines()[0] if original is not None and str(original) else ""
+    kind = type(original).__name__ if original is not None else type(error).__name__
+    return f"the store refused the operation ({kind}){': ' + detail if detail else ''}"
+
+
 def normalize_url(url: str) -> str:
     """postgresql:// and postgres:// use the psycopg 3 driver that Relance installs."""
     for prefix in ("postgresql://", "postgres://"):
@@ -139,7 +148,9 @@ class Store:
                     config.attributes["connection"] = connection
                     command.upgrade(config, "head")
             except SQLAlchemyError as error:
-                raise StoreError(f"cannot migrate the store at {self.safe_url}: {error}") from error
+                raise StoreError(
+                    f"cannot migrate the store at {self.safe_url}: {store_failure(error)}"
+                ) from error
             if not self.in_memory:
                 _migrated.add(self.url)
 

@@ -73,6 +73,11 @@ def _json() -> Any:
     return JSON().with_variant(JSON(none_as_null=True), "postgresql")
 
 
+MAX_ROW_ID = 2**31 - 1
+"""The largest row id: ids are INTEGER columns, 32 bits on PostgreSQL. A larger number
+names no row."""
+
+
 prospects = Table(
     "prospects",
     metadata,

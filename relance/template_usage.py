@@ -4,7 +4,10 @@
 without rendering (string constants, lists of them, and ``"..." ~ locale ~ "..."``), and
 records the context names, ``prospect`` fields and attributes used anywhere, including
 inside branches that a given render would skip. Missing files and syntax errors are
-recorded as issues instead of raised, so that one pass reports all of them.
+recorded as issues instead of raised, so that one pass reports all of them, and so are
+the constructs the sandbox refuses (``unsafe_issues``): attributes starting with ``_``
+(``lipsum.__globals__``), Jinja's default globals (``range``, ``lipsum``, ``cycler``...),
+and files that resolve outside the templates directory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,22 @@ from jinja2 import meta, nodes
 
 Issue = tuple[str, str | None]
 """A message and its hint, before it is located in the sequence file."""
+
+JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace"})
+"""Jinja's default globals: the sandboxed environment templates render in has none."""
+
+UNSAFE_HINT = (
+    "templates run in a sandbox: they see the render context (prospect, sender, sequence, "
+    "step, resource, meeting, unsubscribe_url, locale), filters, and no internals"
+)
+
+
+class OutsideTemplatesError(jinja2.TemplateNotFound):
+    """A template file that resolves outside the templates directory (a link elsewhere)."""
+
+
+def outside_message(name: str) -> str:
+    return f"template templates/{name} resolves outside the templates directory: refused"
 
 
 class TemplateUsage:
@@ -59,6 +78,7 @@ class TemplateUsage:
         for variable in sorted(meta.find_undeclared_variables(tree)):
             self.names.setdefault(variable, name)
         self.defined |= _top_level_definitions(tree)
+        self.issues.extend(unsafe_issues(tree, name))
         for node in tree.find_all(nodes.Getattr):
             self._record(node.node, node.attr, name)
         for item in tree.find_all(nodes.Getitem):
@@ -100,8 +120,8 @@ class TemplateUsage:
         """A top-level name that is neither ``allowed`` nor defined by a template."""
         issues: list[Issue] = []
         for variable, name in self.undeclared.items():
-            if variable in allowed:
-                continue
+            if variable in allowed or variable in JINJA_GLOBALS:
+                continue  # Jinja's globals: reported with their line by unsafe_issues
             if variable == "meeting":
                 issues.append(
                     (
@@ -129,6 +149,9 @@ class TemplateUsage:
             if loader is None:
                 raise jinja2.TemplateNotFound(name)
             source, _, _ = loader.get_source(self.env, name)
+        except OutsideTemplatesError:
+            self.issues.append((outside_message(name), "copy the file into templates/"))
+            return None
         except jinja2.TemplateNotFound:
             message = f"expected a template file at templates/{name}, got none"
             if used_by:
@@ -182,6 +205,29 @@ class TemplateUsage:
         names = [f"templates/{candidate}" for candidate in close]
         listed = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
         return f"did you mean {listed}?"
+
+
+def unsafe_issues(tree: nodes.Template, name: str) -> list[Issue]:
+    """What the sandbox refuses, with its line: attributes (``x.__class__``,
+    ``x["_private"]``, ``x|attr("__init__")``) starting with ``_``, and Jinja's globals."""
+    found: list[tuple[int, str]] = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Name)):
+        attribute: object = None
+        if isinstance(node, nodes.Getattr):
+            attribute = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            attribute = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            first = node.args[0]
+            attribute = first.value if isinstance(first, nodes.Const) else None
+        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name in JINJA_GLOBALS:
+            found.append((node.lineno, f"{node.name} is one of Jinja's globals, not available"))
+        if isinstance(attribute, str) and attribute.startswith("_"):
+            found.append((node.lineno, f"unsafe attribute {attribute}: refused by the sandbox"))
+    return [
+        (f"template templates/{name} line {line}: {message}", UNSAFE_HINT)
+        for line, message in sorted(set(found))
+    ]
 
 
 def _top_level_definitions(tree: nodes.Template) -> set[str]:

@@ -462,7 +462,9 @@ def test_an_attachment_does_not_get_in_the_way(web: WebProject) -> None:
 
 def test_record_inbound_works_without_the_web_layer(web: WebProject) -> None:
     first_email(web, ADELE)
-    email = InboundEmail(sender=ADELE, subject="Re: hello", text="Yes!", headers={})
+    email = InboundEmail(
+        sender=ADELE, subject="Re: hello", text="Yes!", headers={}, dkim="{@acme.example : pass}"
+    )
     outcome = record_inbound(web.store, email, now=TUESDAY, settings=web.settings)
     assert (outcome.outcome, outcome.matched_by, outcome.notices[0].signal) == (
         "replied",
@@ -579,6 +581,7 @@ def test_matching_pausing_and_snoozing_on_both_stores(store: Store, tmp_path: Pa
             subject="Re: hello",
             text="Yes, call me.\n> hello",
             headers={"message-id": f"<m{number}@mail.example>", **headers},
+            dkim=f"{{@{sender.partition('@')[2]} : pass}}",
         )
 
     # By References, from a colleague's address: Adèle's enrollment pauses, Bruno's too.
@@ -640,3 +643,64 @@ def test_a_reply_with_a_large_attachment_is_not_refused_for_its_size(web: WebPro
     assert reply.status_code == 200, reply.text
     events = web.post("/webhooks/sendgrid/events", content=big.encode())
     assert (events.status_code, events.json()) == (413, {"error": "body larger than 1000000 bytes"})
+
+
+# Trust: only what SendGrid vouches for --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spf", "dkim", "envelope_from"),
+    [
+        ("fail", "none", ADELE),
+        ("softfail", "{@acme.example : fail}", ADELE),
+        ("pass", "none", "bounce@evil.example"),  # SPF passed for another domain
+        ("none", "{@evil.example : pass}", ADELE),  # a signature of another domain
+        ("", "", ADELE),
+    ],
+)
+def test_a_sender_match_needs_spf_or_dkim_for_the_sender_s_domain(
+    web: WebProject, spf: str, dkim: str, envelope_from: str
+) -> None:
+    first_email(web, ADELE)
+    before = count(web, events)
+    fields = inbound_fields(sender=ADELE, to="hello@reply.relance.local")
+    fields.update(
+        SPF=spf, dkim=dkim, envelope=json.dumps({"to": [fields["to"]], "from": envelope_from})
+    )
+    assert post_inbound(web, fields).json() == {"outcome": "unmatched"}
+    assert status_of(web, ADELE)[0] == "active"
+    assert count(web, events) == before
+
+
+@pytest.mark.parametrize(
+    ("spf", "dkim", "envelope_from"),
+    [
+        ("pass", "none", ADELE),
+        ("pass", "", "bounces@mail.acme.example"),
+        ("fail", "{@acme.example : pass}", ADELE),
+        ("neutral", "{@mail.acme.example : fail, @acme.example : pass}", ADELE),
+    ],
+)
+def test_a_vouched_sender_still_matches(
+    web: WebProject, spf: str, dkim: str, envelope_from: str
+) -> None:
+    first_email(web, ADELE)
+    fields = inbound_fields(sender=ADELE, to="hello@reply.relance.local")
+    fields.update(
+        SPF=spf, dkim=dkim, envelope=json.dumps({"to": [fields["to"]], "from": envelope_from})
+    )
+    assert post_inbound(web, fields).json()["matched_by"] == "sender"
+    assert status_of(web, ADELE)[0] == "paused"
+
+
+def test_a_guessed_message_id_pauses_no_one_at_the_attacker_s_domain(web: WebProject) -> None:
+    victims = ["ann@evil.example", "ben@evil.example"]
+    web.enroll("outbound-2w", [person(ADELE), person(BRUNO), *map(person, victims)])
+    web.tick(MONDAY)
+    web.tick(TUESDAY)
+    fields = reply_to(web, ADELE, sender="mallory@evil.example", to="x@reply.relance.local")
+    fields.update(SPF="pass", dkim="{@evil.example : pass}")
+    answer = post_inbound(web, fields).json()
+    assert answer["matched_by"] == "message_id"
+    assert answer["paused_colleagues"] == [prospect_id(web, BRUNO)]
+    assert [status_of(web, victim)[0] for victim in victims] == ["active", "active"]

@@ -293,7 +293,7 @@ def test_retries_used_up_in_the_tick_leave_the_touch_due_again_after_a_backoff(
     assert sleeps == [0.5, 1.0]
     (row,) = touch_rows(store)
     assert (row.status, row.due_at, row.attempts) == ("planned", T0 + timedelta(seconds=30), 1)
-    assert row.reason == f"retrying: touchpoint {row.id}: SendGrid answered 503: scripted failure"
+    assert row.reason == f"retrying: touchpoint {row.id}: SendGrid answered 503 Service Unavailable"
     assert tick(store, dispatcher, row.due_at).sent == 1
     assert provider.accepted_ids() == [row.id]
 

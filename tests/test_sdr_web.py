@@ -396,6 +396,7 @@ def test_replies_to_triage_show_the_reply(sdr: WebProject) -> None:
         subject="Re: Benchmark",
         text="Merci, rappelez-moi jeudi après 14h.",
         headers={"message-id": "<reply-1@acme.example>"},
+        dkim="{@acme.example : pass}",
     )
     outcome = record_inbound(sdr.store, reply, now=sdr.clock.now, settings=sdr.settings)
     assert outcome.task_id is not None

@@ -276,10 +276,10 @@ def test_db_upgrade_prints_the_revision_and_the_url(cli: Cli) -> None:
     url = f"sqlite:///{(cli.data_dir / 'relance.db').as_posix()}"
     first = cli.ok("db", "upgrade")
     assert first in (
-        f"{url}: revision 0006 (upgraded from empty)\n",
-        f"{url}: revision 0006 (already up to date)\n",  # migrated earlier in this process
+        f"{url}: revision 0007 (upgraded from empty)\n",
+        f"{url}: revision 0007 (already up to date)\n",  # migrated earlier in this process
     )
-    assert cli.ok("db", "upgrade") == f"{url}: revision 0006 (already up to date)\n"
+    assert cli.ok("db", "upgrade") == f"{url}: revision 0007 (already up to date)\n"
 
 
 def test_every_command_has_an_example_in_its_help(cli: Cli) -> None:

@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 from sqlalchemy import delete, select
 
+from relance.addresses import AddressError, canonical_address
 from relance.cli.app import app, command
 from relance.cli.console import JsonOption, NowOption, iso, open_store, output, read_now, table
 from relance.errors import InputError, NotFoundError
-from relance.prospect import EMAIL_PATTERN
 from relance.settings import Settings
 from relance.signals import suppress
 from relance.store import Store
@@ -47,10 +47,10 @@ def upgrade_command() -> None:
 
 
 def _address(email: str) -> str:
-    value = email.strip().lower()
-    if not EMAIL_PATTERN.match(value):
-        raise InputError(f"expected an email address, got {email!r}")
-    return value
+    try:
+        return canonical_address(email)
+    except AddressError as error:
+        raise InputError(str(error)) from None
 
 
 @command("list", parent=suppress_app)

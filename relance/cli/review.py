@@ -17,6 +17,7 @@ import typer
 from relance.cli.app import command
 from relance.cli.console import JsonOption, NowOption, iso, open_store, output, read_now, table
 from relance.recovery import DEFAULT_GRACE, resolve_unknown, settle_by_hand, unknown_touches
+from relance.tables import MAX_ROW_ID
 
 
 @command("review")
@@ -24,13 +25,21 @@ def review_command(
     sent: Annotated[
         list[int] | None,
         typer.Option(
-            "--sent", metavar="ID", help="The prospect got this touchpoint's email (repeatable)."
+            "--sent",
+            metavar="ID",
+            min=1,
+            max=MAX_ROW_ID,
+            help="The prospect got this touchpoint's email (repeatable).",
         ),
     ] = None,
     resend: Annotated[
         list[int] | None,
         typer.Option(
-            "--resend", metavar="ID", help="The provider never had it: plan it again, due now."
+            "--resend",
+            metavar="ID",
+            min=1,
+            max=MAX_ROW_ID,
+            help="The provider never had it: plan it again, due now.",
         ),
     ] = None,
     grace_hours: Annotated[

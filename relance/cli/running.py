@@ -10,6 +10,7 @@ import typer
 from relance.cli.app import command
 from relance.cli.console import JsonOption, NowOption, output, read_now, table
 from relance.prefect_api import prefect_api
+from relance.settings import load_settings
 
 COUNTS = ("sent", "tasks", "skipped", "deferred", "retried", "failed")
 
@@ -32,6 +33,7 @@ def dispatch_once(now: NowOption = None, as_json: JsonOption = False) -> None:
     Example: [bold]relance dispatch --now 2026-12-01T09:30:00+01:00[/bold]
     """
     moment = read_now(now)
+    load_settings()  # a bad setting is one line here, not a failed flow run
     from flows.dispatch import run_tick
 
     with prefect_api():

@@ -31,7 +31,7 @@ from relance.cli.work import describe_booking, describe_changes, parse_duration
 from relance.enrollments import load_version
 from relance.errors import InputError
 from relance.notify import emit_prospect_event
-from relance.tables import enrollments, prospects, tasks, touchpoints
+from relance.tables import MAX_ROW_ID, enrollments, prospects, tasks, touchpoints
 from relance.worklog import TaskOutcome, log_task_outcome
 
 task_app = typer.Typer(name="task", help="Close SDR tasks.", no_args_is_help=True)
@@ -192,7 +192,10 @@ def _task_item(row: Any, zone: str, day_start: datetime) -> dict[str, Any]:
 
 @command("done", parent=task_app)
 def task_done_command(
-    task_id: Annotated[int, typer.Argument(metavar="ID", help="The task id (relance tasks).")],
+    task_id: Annotated[
+        int,
+        typer.Argument(metavar="ID", min=1, max=MAX_ROW_ID, help="The task id (relance tasks)."),
+    ],
     outcome: Annotated[TaskOutcome, typer.Option(help="What the call gave.", show_default=False)],
     note: Annotated[str | None, typer.Option(help="A short note for the record.")] = None,
     at: Annotated[

@@ -1,8 +1,10 @@
 """The FastAPI application: shared limits, errors and dependencies; routes live beside it.
 
 Every endpoint answers errors as JSON ``{"error": "<what is wrong>"}`` with a 4xx code,
-refuses bodies over ``settings.max_body_bytes`` (413) before reading them whole, stores
-nothing when it refuses, and logs ids, never addresses or message bodies.
+refuses bodies over ``settings.max_body_bytes`` (413) before reading them whole, and
+bodies still arriving ``settings.body_timeout_seconds`` after they were first asked for
+(408, relance/web/guards.py), stores nothing when it refuses, and logs ids, never
+addresses or message bodies. A client leaving mid-body is one short log line.
 """
 
 from __future__ import annotations
@@ -10,17 +12,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relance.errors import InputError, NotFoundError, RelanceError, StateError
 from relance.settings import Settings
-from relance.store import Store
+from relance.store import Store, store_failure
+from relance.tables import MAX_ROW_ID
+from relance.web.attempts import LoginAttempts
+from relance.web.guards import BodyGuard
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +98,11 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
+"""A path parameter that is a row id: one out of range (``MAX_ROW_ID``) is refused with 422
+before any query (PostgreSQL and SQLite would fail on it)."""
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -109,6 +121,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store or Store(settings.store_url)
     app.state.clock = clock
+    app.state.login_attempts = LoginAttempts(settings.sdr_login_failures_per_minute)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -119,6 +132,11 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _store(_: Request, exc: SQLAlchemyError) -> JSONResponse:
+        logger.error("request failed: %s", store_failure(exc))  # never the SQL parameters
+        return error(503, "the store is unavailable; try again")
 
     @app.exception_handler(RelanceError)
     async def _relance(_: Request, exc: RelanceError) -> JSONResponse:
@@ -138,6 +156,7 @@ def create_app(
         limit=settings.max_body_bytes,
         limits={"/webhooks/sendgrid/inbound": settings.max_inbound_bytes},
     )
+    app.add_middleware(BodyGuard, timeout=settings.body_timeout_seconds)  # outermost
     return app
 
 

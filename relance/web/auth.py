@@ -12,6 +12,9 @@
   it is refused (403). The login form carries one too, paired with a short-lived cookie.
   Requests with the bearer header need none: a page of another site cannot set it.
 - A page asked for without a session redirects to the login form; a post is refused.
+- Wrong tokens are counted per client address (relance/web/attempts.py): past
+  ``RELANCE_SDR_LOGIN_FAILURES_PER_MINUTE`` (10) in a minute, the login form and bearer
+  requests from that address answer 429 with ``Retry-After``.
 
 Logs say what happened, never the token, an address or a name.
 """
@@ -36,6 +39,7 @@ from fastapi.routing import APIRoute
 
 from relance.settings import Settings
 from relance.web.app import now_of, settings_of
+from relance.web.attempts import LoginAttempts
 from relance.web.pages import message, render
 
 logger = logging.getLogger(__name__)
@@ -150,9 +154,11 @@ async def session_of(
     token = configured_token(settings)
     header = request.headers.get("authorization")
     if header is not None:
+        throttle(request)
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer" and token_matches(token, given.strip()):
             return Session("bearer", bearer=True)
+        failed_attempt(request)
         logger.warning("SDR page: wrong bearer token")
         refusal = message(401, "Wrong token", "The bearer token is not the SDR token.")
         refusal.headers["WWW-Authenticate"] = "Bearer"
@@ -164,6 +170,28 @@ async def session_of(
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise RefusedError(RedirectResponse(f"/sdr/login?next={quote(target)}", 303))
     raise RefusedError(message(403, "Logged out", "Log in again, then repeat what you did."))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def throttle(request: Request) -> None:
+    """429 with Retry-After when this client sent too many wrong tokens lately."""
+    attempts: LoginAttempts = request.app.state.login_attempts
+    wait = attempts.wait(_client(request))
+    if wait is not None:
+        logger.warning("SDR login throttled: too many wrong tokens from one address")
+        refusal = message(
+            429, "Too many attempts", f"Too many wrong tokens: try again in {wait} seconds."
+        )
+        refusal.headers["Retry-After"] = str(wait)
+        raise RefusedError(refusal)
+
+
+def failed_attempt(request: Request) -> None:
+    attempts: LoginAttempts = request.app.state.login_attempts
+    attempts.failed(_client(request))
 
 
 async def form_session(
@@ -256,11 +284,13 @@ async def login(
 ) -> Response:
     """Check the token and start a session; the form again, with the reason, otherwise."""
     expected = configured_token(settings)
+    throttle(request)
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not csrf_matches(expected, "login:" + nonce, csrf):
         logger.warning("SDR login refused: stale form or no login cookie")
         return _login_form(request, settings, target, 403, "The form expired: try again.")
     if not token_matches(expected, token.strip()):
+        failed_attempt(request)
         logger.warning("SDR login refused: wrong token")
         return _login_form(request, settings, target, 401, "Wrong token.")
     _, cookie = session_cookie(expected, owner.strip().lower(), now)

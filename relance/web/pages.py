@@ -67,7 +67,7 @@ TEMPLATES = _environment()
 
 def render(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     """The page ``template`` (a file of ``sdr_templates/``) with the usual headers."""
-    html = TEMPLATES.get_template(template).render(**context)
+    html = TEMPLATES.get_template(template).render(**context).replace("\x00", "")
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 

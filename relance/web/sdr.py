@@ -34,10 +34,10 @@ from relance.notify import emit_prospect_event
 from relance.settings import Settings
 from relance.signals import find_prospect, record_signal
 from relance.store import Store
-from relance.tables import prospects
+from relance.tables import MAX_ROW_ID, prospects
 from relance.web import auth
 from relance.web.agenda import open_tasks, owners, task_person, task_zone
-from relance.web.app import now_of, settings_of, store_of
+from relance.web.app import RowId, now_of, settings_of, store_of
 from relance.web.auth import Session, csrf_token, form_session, session_of
 from relance.web.pages import local_time, message, render, zone_of
 from relance.worklog import LoggedOutcome, TaskOutcome, log_task_outcome
@@ -141,7 +141,7 @@ def today_page(
     store: Annotated[Store, Depends(store_of)],
     now: Annotated[datetime, Depends(now_of)],
     owner: Annotated[str | None, Query(max_length=320)] = None,
-    done: Annotated[int | None, Query()] = None,
+    done: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> Response:
     """Today's open tasks (overdue included), grouped by kind, oldest due first."""
     return _today(store, settings, session, now, owner, done=done)
@@ -164,7 +164,7 @@ def _meeting_start(text: str, zone: str, now: datetime) -> datetime:
 
 @router.post("/sdr/tasks/{task_id}/outcome")
 def log_outcome(
-    task_id: int,
+    task_id: RowId,
     session: Annotated[Session, Depends(form_session)],
     settings: Annotated[Settings, Depends(settings_of)],
     store: Annotated[Store, Depends(store_of)],
@@ -267,7 +267,7 @@ def _prospect(
 
 @router.get("/sdr/prospects/{prospect_id}")
 def prospect_page(
-    prospect_id: int,
+    prospect_id: RowId,
     session: Annotated[Session, Depends(session_of)],
     settings: Annotated[Settings, Depends(settings_of)],
     store: Annotated[Store, Depends(store_of)],
@@ -280,7 +280,7 @@ def prospect_page(
 
 @router.post("/sdr/prospects/{prospect_id}/{action}")
 def act_on_prospect(
-    prospect_id: int,
+    prospect_id: RowId,
     action: Action,
     session: Annotated[Session, Depends(form_session)],
     settings: Annotated[Settings, Depends(settings_of)],
