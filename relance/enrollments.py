@@ -21,11 +21,12 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from relance.cadence import PlannedTouch, plan_touchpoints
-from relance.engine import LIVE, Status
+from relance.engine import Status
 from relance.errors import StoreError
 from relance.lifecycle import advance_stage, record_first_stages
 from relance.prospect import Prospect
 from relance.qualification import INITIAL_STAGE, Stage
+from relance.reenrollment import History, PastEnrollment, Refusal, refusal
 from relance.spec import Sequence
 from relance.store import Store
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
@@ -42,7 +43,30 @@ class EnrollResult:
     """(email, enrollment id) of the prospects enrolled now."""
     already_active: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
+    refused: list[tuple[str, Refusal]] = field(default_factory=list)
+    """(email, why) of the prospects the re-enrollment rules keep out (relance.reenrollment):
+    booked, client, stopped, replied, active elsewhere, completed and cooling down."""
     touchpoints: int = 0
+
+    first: FirstTouch | None = None
+    """The earliest touch planned now."""
+
+    def skipped(self) -> list[tuple[str, Refusal]]:
+        """(email, why) of every prospect not enrolled now."""
+        active = Refusal("already active", "already active")
+        return [
+            *((email, Refusal("suppressed", "suppressed")) for email in self.suppressed),
+            *((email, active) for email in self.already_active),
+            *self.refused,
+        ]
+
+
+@dataclass(frozen=True)
+class FirstTouch:
+    due_at: datetime
+    step_id: str
+    email: str
+    zone: str
 
 
 def sequence_digest(sequence: Sequence) -> tuple[str, dict[str, Any]]:
@@ -216,19 +240,37 @@ def suppressed_among(connection: Connection, emails: Iterable[str]) -> dict[str,
     return found
 
 
-def _live_prospect_ids(connection: Connection, sequence_id: str, ids: list[int]) -> set[int]:
-    live: set[int] = set()
-    for start in range(0, len(ids), CHUNK):
-        live.update(
-            connection.execute(
-                select(enrollments.c.prospect_id).where(
-                    enrollments.c.sequence_id == sequence_id,
-                    enrollments.c.status.in_([status.value for status in LIVE]),
-                    enrollments.c.prospect_id.in_(ids[start : start + CHUNK]),
+def histories(
+    connection: Connection, ids: Iterable[int], suppressed: Mapping[int, str] | None = None
+) -> dict[int, History]:
+    """prospect id -> its stage and every enrollment it had, in any sequence."""
+    listed = list(ids)
+    found: dict[int, History] = {}
+    for start in range(0, len(listed), CHUNK):
+        chunk = listed[start : start + CHUNK]
+        for row in connection.execute(
+            select(prospects.c.id, prospects.c.stage).where(prospects.c.id.in_(chunk))
+        ):
+            found[row.id] = History(stage=row.stage, suppressed=(suppressed or {}).get(row.id))
+        for row in connection.execute(
+            select(
+                enrollments.c.prospect_id,
+                enrollments.c.sequence_id,
+                enrollments.c.status,
+                enrollments.c.reason,
+                enrollments.c.completed_at,
+                enrollments.c.updated_at,
+            ).where(enrollments.c.prospect_id.in_(chunk))
+        ):
+            found[row.prospect_id].enrollments.append(
+                PastEnrollment(
+                    row.sequence_id,
+                    Status(row.status),
+                    row.reason,
+                    row.completed_at or row.updated_at,
                 )
-            ).scalars()
-        )
-    return live
+            )
+    return found
 
 
 def touchpoint_rows(
@@ -258,6 +300,36 @@ def touchpoint_rows(
     ]
 
 
+OPEN_TOUCHES = ("planned", "sending", "unknown")
+"""Touch statuses that are not done yet: an enrollment with none left is complete."""
+
+
+def complete_finished(connection: Connection, enrollment_ids: Iterable[int], now: datetime) -> int:
+    """Mark ``completed`` the active enrollments among these whose every touch is done
+    (sent, failed or skipped); returns how many."""
+    listed = sorted(set(enrollment_ids))
+    pending = (
+        select(touchpoints.c.id)
+        .where(
+            touchpoints.c.enrollment_id == enrollments.c.id,
+            touchpoints.c.status.in_(OPEN_TOUCHES),
+        )
+        .exists()
+    )
+    done = 0
+    for start in range(0, len(listed), CHUNK):
+        done += connection.execute(
+            update(enrollments)
+            .where(
+                enrollments.c.id.in_(listed[start : start + CHUNK]),
+                enrollments.c.status == Status.ACTIVE.value,
+                ~pending,
+            )
+            .values(status=Status.COMPLETED.value, completed_at=now, updated_at=now)
+        ).rowcount
+    return done
+
+
 ENROLL_ATTEMPTS = 3
 """How many times an enrollment runs when concurrent ones keep taking its rows first."""
 
@@ -273,7 +345,8 @@ def enroll(
     """Enroll ``people`` in ``sequence`` in one transaction, their first touch from ``start``.
 
     A prospect already active (or paused) in this sequence is not enrolled twice; an
-    address on the suppression list is refused. Both are reported, not raised.
+    address on the suppression list is refused, and so is anyone the re-enrollment rules
+    keep out (``relance.reenrollment``). All are reported, not raised.
     """
     return enroll_groups(store, [(sequence, people)], start=start, now=now)[0]
 
@@ -310,11 +383,14 @@ def enroll_groups(
                     after(connection, results)
             return results
         except IntegrityError as error:
-            if attempt == ENROLL_ATTEMPTS:
-                raise StoreError(
-                    f"enrollment kept colliding with concurrent ones: {error.orig}"
-                ) from error
-            attempt += 1
+            attempt = next_attempt(attempt, error)
+
+
+def next_attempt(attempt: int, error: IntegrityError) -> int:
+    """The next try after a collision with a concurrent enrollment; StoreError past the last."""
+    if attempt == ENROLL_ATTEMPTS:
+        raise StoreError(f"enrollment kept colliding with concurrent ones: {error.orig}") from error
+    return attempt + 1
 
 
 def enroll_within(
@@ -332,12 +408,16 @@ def enroll_within(
     result.suppressed = [p.email for p in people if p.email in suppressed]
     candidates = [p for p in people if p.email not in suppressed]
     ids = save_prospects(connection, candidates, now)
-    live = _live_prospect_ids(connection, sequence.id, list(ids.values()))
+    past = histories(connection, ids.values())
     seen: set[str] = set()
     plans: list[tuple[Prospect, dict[str, Any]]] = []
     for person in candidates:
-        if ids[person.email] in live or person.email in seen:
+        why = refusal(sequence, past[ids[person.email]], now)
+        if person.email in seen or (why is not None and why.kind == "already active"):
             result.already_active.append(person.email)
+            continue
+        if why is not None:
+            result.refused.append((person.email, why))
             continue
         seen.add(person.email)
         plans.append(
@@ -363,12 +443,58 @@ def enroll_within(
         [row for _, row in plans],
     ).scalars()
     rows: list[dict[str, Any]] = []
+    planned: dict[tuple[Any, ...], list[PlannedTouch]] = {}
+    has_variants = any(step.variants for step in sequence.steps)
     for (person, _), enrollment_id in zip(plans, inserted, strict=True):
-        plan = plan_touchpoints(sequence, person, start)
-        variants = assign_variants(sequence, person.email)
+        # The plan depends on these alone: prospects alike share one (imports are uniform).
+        key = (person.country, person.timezone, person.deal_value, person.cycle_days)
+        plan = planned.get(key)
+        if plan is None:
+            plan = planned[key] = plan_touchpoints(sequence, person, start)
+        variants = assign_variants(sequence, person.email) if has_variants else None
         rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
         result.enrolled.append((person.email, enrollment_id))
+        if plan and (result.first is None or plan[0].due_at < result.first.due_at):
+            zone = person.timezone or sequence.timezone
+            result.first = FirstTouch(plan[0].due_at, plan[0].step_id, person.email, zone)
     for offset in range(0, len(rows), 5 * CHUNK):
         connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
     result.touchpoints = len(rows)
+    return result
+
+
+def preview_within(
+    connection: Connection, sequence: Sequence, people: list[Prospect], now: datetime
+) -> EnrollResult:
+    """What ``enroll_within`` would do, read without writing (enrolled ids are 0)."""
+    result = EnrollResult()
+    suppressed = suppressed_among(connection, (person.email for person in people))
+    ids: dict[str, int] = {}
+    emails = [person.email for person in people]
+    for start in range(0, len(emails), CHUNK):
+        for row in connection.execute(
+            select(prospects.c.id, prospects.c.email).where(
+                prospects.c.email.in_(emails[start : start + CHUNK])
+            )
+        ):
+            ids[row.email] = row.id
+    past = histories(connection, ids.values())
+    seen: set[str] = set()
+    for person in people:
+        if person.email in suppressed:
+            result.suppressed.append(person.email)
+            continue
+        known = past.get(ids.get(person.email, 0))
+        history = History(
+            stage=(person.stage.value if person.stage else None) or (known and known.stage),
+            enrollments=known.enrollments if known else [],
+        )
+        why = refusal(sequence, history, now)
+        if person.email in seen or (why is not None and why.kind == "already active"):
+            result.already_active.append(person.email)
+        elif why is not None:
+            result.refused.append((person.email, why))
+        else:
+            seen.add(person.email)
+            result.enrolled.append((person.email, 0))
     return result

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from relance.errors import ProspectError
+from relance.localenames import country_code, language_code
 from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -105,20 +106,24 @@ class Prospect(BaseModel):
     def _valid_country(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        value = value.strip().upper()
-        if not re.fullmatch(r"[A-Z]{2}", value):
-            raise ValueError(f'expected a two-letter country code such as "FR", got {value!r}')
-        return value
+        code = country_code(value)
+        if code is None:
+            raise ValueError(
+                f'expected a country such as "FR", "France" or "Frankreich", got {value!r}'
+            )
+        return code
 
     @field_validator("locale")
     @classmethod
     def _valid_locale(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        value = value.strip().lower()[:2]
-        if not re.fullmatch(r"[a-z]{2}", value):
-            raise ValueError(f'expected a language code such as "fr", got {value!r}')
-        return value
+        code = language_code(value)
+        if code is None:
+            raise ValueError(
+                f'expected a language such as "fr", "French" or "français", got {value!r}'
+            )
+        return code
 
     @field_validator("need", "budget", "authority", "timing", "fit", mode="before")
     @classmethod

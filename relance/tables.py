@@ -143,6 +143,8 @@ enrollments = Table(
     Column("snoozed_until", UTCDateTime),
     Column("enrolled_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # when its last touch was done (status completed): re-enrollment cool-downs count from it
+    Column("completed_at", UTCDateTime),
     Index(
         "uq_enrollments_live",
         "prospect_id",
@@ -152,6 +154,7 @@ enrollments = Table(
         postgresql_where=text("status IN ('active', 'paused')"),
     ),
     Index("ix_enrollments_status", "status"),
+    Index("ix_enrollments_prospect", "prospect_id"),
 )
 
 touchpoints = Table(

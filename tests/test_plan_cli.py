@@ -198,8 +198,9 @@ def test_an_unknown_country_plans_without_public_holidays_and_warns(sequence_fil
             "got 'Mars/Olympus'",
         ),
         (
-            "--country=France",
-            "error: --country: expected a two-letter country code such as \"FR\", got 'France'",
+            "--country=Atlantis",
+            'error: --country: expected a country such as "FR", "France" or "Frankreich", '
+            "got 'Atlantis'",
         ),
     ],
 )

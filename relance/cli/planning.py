@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from relance.catalog import resolve_sequence
 from relance.claims import queued_sends, sequence_caps
 from relance.cli.app import command, stderr
 from relance.errors import InputError
+from relance.localenames import country_code
 from relance.prospect import Prospect
 from relance.settings import Settings
 from relance.spec import Cadence, Channel, Sequence, WaitUnit
@@ -171,10 +171,10 @@ def check_zone(name: str | None) -> str | None:
 def check_country(code: str | None) -> str | None:
     if code is None:
         return None
-    value = code.strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", value):
+    value = country_code(code)
+    if value is None:
         raise InputError(
-            f'--country: expected a two-letter country code such as "FR", got {code!r}'
+            f'--country: expected a country such as "FR", "France" or "Frankreich", got {code!r}'
         )
     return value
 
