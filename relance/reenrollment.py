@@ -7,7 +7,7 @@
 suppressed                     the address is on the suppression list
 client                         the prospect's stage is client
 booked                         a meeting was booked in any sequence
-replied                        a reply paused (or stopped) an enrollment, not resumed
+replied                        a reply paused, stopped or ended an enrollment, not resumed
 stopped                        an enrollment was stopped (by hand, by a task...)
 already active                 active or paused in this very sequence
 active elsewhere               active or paused in another sequence, unless this one
@@ -75,7 +75,7 @@ def refusal(sequence: Sequence, past: History, now: datetime) -> Refusal | None:
             return Refusal("booked", f"a meeting in {run.sequence_id}")
     for run in runs:
         replied = run.reason in REPLIED_REASONS
-        if replied and run.status in (Status.PAUSED, Status.STOPPED):
+        if replied and run.status in (Status.PAUSED, Status.STOPPED, Status.COMPLETED):
             return Refusal("replied", f"in {run.sequence_id}, not resumed")
     for run in runs:
         if run.status is Status.STOPPED:

@@ -240,7 +240,7 @@ def test_a_dry_run_checks_everything_and_writes_nothing(cli: Cli) -> None:
         "  'Pays' -> country (alias)\n"
         "  'Langue' -> locale (alias)\n"
         "  'Industry' -> industry (template field)\n"
-        "  \"Secteur d'activité\" -> secteur_d_activite (template field)\n"
+        '  "Secteur d\'activité" -> secteur_d_activite (template field)\n'
         "dry run, nothing written: would enroll 2 in outreach\n"
         "contacts.csv:2 claire.martin@example.com not enrolled: already active\n"
         "not enrolled 1: already active 1\n"
@@ -274,6 +274,7 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
         "\n"
         "outreach v1 · enrollment 1 · paused (replied)\n"
         "enrolled Mon 2026-03-02 09:00 Europe/Paris (08:00 UTC)\n"
+        "written in en: no language known for the prospect: the default (en)\n"
         "step            channel   due (Europe/Paris)    UTC               status   note\n"
         "call-intro      call      Mon 2026-03-02 09:00  2026-03-02 08:00  sent\n"
         "email-guide     email     Tue 2026-03-03 09:00  2026-03-03 08:00  planned\n"
