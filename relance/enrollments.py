@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from relance.cadence import PlannedTouch, plan_touchpoints
+from relance.cadence import PlannedTouch, known, plan_touchpoints, stretch_factor
 from relance.engine import Status
 from relance.errors import StoreError
 from relance.lifecycle import advance_stage, record_first_stages
@@ -28,11 +28,13 @@ from relance.prospect import Prospect
 from relance.qualification import INITIAL_STAGE, Stage
 from relance.reenrollment import History, PastEnrollment, Refusal, refusal
 from relance.spec import Sequence
-from relance.store import Store
+from relance.store import Store, insert_many
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
 from relance.variants import assign_variants
 
 CHUNK = 500
+LOOKUP_CHUNK = 2000
+"""Values in one IN (...) when reading back what a batch just wrote."""
 
 
 @dataclass
@@ -213,15 +215,16 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
             advance_stage(connection, ids[person.email], person.stage, now=now, source="import")
     new = [prospect_row(by_email[email], now) for email in emails if email not in ids]
     if new:
-        result = connection.execute(
-            insert(prospects).returning(
-                prospects.c.id, prospects.c.email, prospects.c.stage, sort_by_parameter_order=True
-            ),
-            new,
-        )
-        inserted = list(result)
-        ids.update({row.email: row.id for row in inserted})
-        first = {row.id: Stage(row.stage) for row in inserted}
+        insert_many(connection, prospects, new)
+        added = [row["email"] for row in new]
+        for start in range(0, len(added), LOOKUP_CHUNK):
+            found = connection.execute(
+                select(prospects.c.email, prospects.c.id).where(
+                    prospects.c.email.in_(added[start : start + LOOKUP_CHUNK])
+                )
+            )
+            ids.update({row.email: row.id for row in found})
+        first = {ids[row["email"]]: Stage(row["stage"]) for row in new}
         record_first_stages(connection, first, now=now, source="import")
     return ids
 
@@ -438,27 +441,42 @@ def enroll_within(
         )
     if not plans:
         return result
-    inserted = connection.execute(
-        insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
-        [row for _, row in plans],
-    ).scalars()
+    insert_many(connection, enrollments, [row for _, row in plans])
+    enrolled: dict[int, int] = {}
+    planned_ids = [row["prospect_id"] for _, row in plans]
+    for offset in range(0, len(planned_ids), LOOKUP_CHUNK):
+        for row in connection.execute(
+            select(enrollments.c.prospect_id, enrollments.c.id).where(
+                enrollments.c.sequence_id == sequence.id,
+                enrollments.c.status == Status.ACTIVE.value,
+                enrollments.c.prospect_id.in_(planned_ids[offset : offset + LOOKUP_CHUNK]),
+            )
+        ):
+            enrolled[row.prospect_id] = row.id
+    inserted = [enrolled[prospect_id] for prospect_id in planned_ids]
     rows: list[dict[str, Any]] = []
-    planned: dict[tuple[Any, ...], list[PlannedTouch]] = {}
+    planned: dict[tuple[Any, ...], tuple[list[PlannedTouch], list[dict[str, Any]]]] = {}
     has_variants = any(step.variants for step in sequence.steps)
     for (person, _), enrollment_id in zip(plans, inserted, strict=True):
-        # The plan depends on these alone: prospects alike share one (imports are uniform).
-        key = (person.country, person.timezone, person.deal_value, person.cycle_days)
-        plan = planned.get(key)
-        if plan is None:
-            plan = planned[key] = plan_touchpoints(sequence, person, start)
-        variants = assign_variants(sequence, person.email) if has_variants else None
-        rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
+        # A plan depends on the calendar and the stretch alone: prospects alike share one.
+        stretch = stretch_factor(
+            sequence.cadence, known(person.deal_value), known(person.cycle_days)
+        )
+        key = (person.country, person.timezone, stretch)
+        if key not in planned:
+            touches = plan_touchpoints(sequence, person, start)
+            planned[key] = (touches, touchpoint_rows(0, sequence.id, touches, now))
+        plan, shared = planned[key]
+        if has_variants:
+            variants = assign_variants(sequence, person.email)
+            rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
+        else:
+            rows.extend({**row, "enrollment_id": enrollment_id} for row in shared)
         result.enrolled.append((person.email, enrollment_id))
         if plan and (result.first is None or plan[0].due_at < result.first.due_at):
             zone = person.timezone or sequence.timezone
             result.first = FirstTouch(plan[0].due_at, plan[0].step_id, person.email, zone)
-    for offset in range(0, len(rows), 5 * CHUNK):
-        connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
+    insert_many(connection, touchpoints, rows)
     result.touchpoints = len(rows)
     return result
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 
 from babel import Locale
 
@@ -63,6 +63,7 @@ def _languages() -> dict[str, str]:
     return names
 
 
+@lru_cache(maxsize=4096)
 def country_code(text: str) -> str | None:
     """The ISO 3166-1 alpha-2 code of a country named or coded in ``text``, else None.
 
@@ -74,6 +75,7 @@ def country_code(text: str) -> str | None:
     return found
 
 
+@lru_cache(maxsize=4096)
 def language_code(text: str) -> str | None:
     """The ISO 639-1 code of a language named or coded in ``text`` ("de-AT" too), else None."""
     key = fold(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -181,7 +182,7 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
     for column, raw in row.items():
         if column is None:  # csv.DictReader puts extra cells under None
             continue
-        key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
+        key = _column_key(str(column))
         value = (raw or "").strip()
         if key not in STANDARD_FIELDS and key not in QUALIFICATION_FIELDS:
             custom[key] = value
@@ -199,6 +200,12 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
     if errors:
         raise ProspectError("; ".join(sorted(errors)))
     return prospect
+
+
+@lru_cache(maxsize=1024)
+def _column_key(column: str) -> str:
+    """ "Deal value", "deal-value" -> "deal_value"."""
+    return re.sub(r"[\s-]+", "_", column.strip().lower())
 
 
 def _parse_number(text: str) -> float:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, insert, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -143,3 +144,57 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+MEMO_LIMIT = 4096
+"""Distinct values per column whose stored form ``insert_many`` remembers."""
+
+
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in one driver call, for bulk writes.
+
+    The statement is compiled once and each value goes through its column type's bind
+    processor, exactly as ``connection.execute(insert(table), rows)`` would store it, but
+    without per-row statement bookkeeping; processed values are remembered per column
+    (timestamps of a batch, None, a status repeat across rows).
+    """
+    if not rows:
+        return
+    dialect = connection.dialect
+    names = list(rows[0])
+    compiled = (
+        insert(table).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
+    )
+    order = list(compiled.positiontup or []) if compiled.positional else names
+    convert = [_memoized(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+               for name in order]  # fmt: skip
+    columns = [
+        list(map(fn, map(itemgetter(name), rows))) for fn, name in zip(convert, order, strict=True)
+    ]
+    params: list[Any] = list(zip(*columns, strict=True))
+    if not compiled.positional:
+        params = [dict(zip(order, values, strict=True)) for values in params]
+    connection.exec_driver_sql(str(compiled), params)
+
+
+def _memoized(process: Any) -> Any:
+    if process is None:
+        return lambda value: value
+    memo: dict[Any, Any] = {}
+    by_identity: dict[int, Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            return memo[value]
+        except KeyError:
+            done = memo[value] = process(value)
+            if len(memo) > MEMO_LIMIT:
+                memo.clear()
+            return done
+        except TypeError:  # unhashable (a JSON list or dict): rows of a batch share some
+            key = id(value)  # alive as long as the rows are, that is for this whole call
+            if key not in by_identity:
+                by_identity[key] = process(value)
+            return by_identity[key]
+
+    return convert

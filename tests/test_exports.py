@@ -266,8 +266,10 @@ def test_validate_wants_optional_fields_guarded_or_defaulted(project: Project) -
             "default under prospect_fields",
         )
     ]
-    defaulted = project.sequence.model_copy(
-        update={"prospect_fields": [{"name": "trade_show", "optional": True, "default": "x"}]}
+    defaulted = Sequence.model_validate(
+        {
+            **project.sequence.model_dump(),
+            "prospect_fields": [{"name": "trade_show", "optional": True, "default": "x"}],
+        }
     )
-    defaulted = Sequence.model_validate(defaulted.model_dump())
     assert check_templates(defaulted, root / "templates") == []
