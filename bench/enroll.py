@@ -153,7 +153,7 @@ def main() -> None:
                     for table in (prospects, enrollments, touchpoints)
                 }
             dialect = store.dialect
-    if report.errors or counted["enrollments"] != args.rows:
+    if report.invalid_rows or counted["enrollments"] != args.rows:
         raise SystemExit(f"the import did not enroll every row: {counted}, {report.errors[:3]}")
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rate = report.enrolled / seconds

@@ -28,7 +28,7 @@ from relance.prospect import Prospect
 from relance.qualification import INITIAL_STAGE, Stage
 from relance.reenrollment import History, PastEnrollment, Refusal, refusal
 from relance.spec import Sequence
-from relance.store import Store, insert_many
+from relance.store import Store, converters, insert_many, insert_processed
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
 from relance.variants import assign_variants
 
@@ -333,6 +333,12 @@ def complete_finished(connection: Connection, enrollment_ids: Iterable[int], now
     return done
 
 
+TOUCH_COLUMNS = [
+    "enrollment_id", "key", "step_id", "channel", "position", "sequence_id", "due_at",
+    "status", "moved", "variant", "created_at",
+]  # fmt: skip
+"""The columns ``touchpoint_rows`` fills, enrollment id first."""
+
 ENROLL_ATTEMPTS = 3
 """How many times an enrollment runs when concurrent ones keep taking its rows first."""
 
@@ -454,9 +460,11 @@ def enroll_within(
         ):
             enrolled[row.prospect_id] = row.id
     inserted = [enrolled[prospect_id] for prospect_id in planned_ids]
-    rows: list[dict[str, Any]] = []
-    planned: dict[tuple[Any, ...], tuple[list[PlannedTouch], list[dict[str, Any]]]] = {}
+    planned: dict[tuple[Any, ...], tuple[list[PlannedTouch], list[tuple[Any, ...]]]] = {}
     has_variants = any(step.variants for step in sequence.steps)
+    names = TOUCH_COLUMNS
+    convert = converters(connection, touchpoints, names[1:])
+    rows: list[tuple[Any, ...]] = []
     for (person, _), enrollment_id in zip(plans, inserted, strict=True):
         # A plan depends on the calendar and the stretch alone: prospects alike share one.
         stretch = stretch_factor(
@@ -465,18 +473,25 @@ def enroll_within(
         key = (person.country, person.timezone, stretch)
         if key not in planned:
             touches = plan_touchpoints(sequence, person, start)
-            planned[key] = (touches, touchpoint_rows(0, sequence.id, touches, now))
+            shared = [
+                tuple(fn(row[name]) for fn, name in zip(convert, names[1:], strict=True))
+                for row in touchpoint_rows(0, sequence.id, touches, now)
+            ]
+            planned[key] = (touches, shared)
         plan, shared = planned[key]
         if has_variants:
             variants = assign_variants(sequence, person.email)
-            rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
+            for row in touchpoint_rows(enrollment_id, sequence.id, plan, now, variants):
+                rows.append(
+                    (enrollment_id, *(fn(row[n]) for fn, n in zip(convert, names[1:], strict=True)))
+                )
         else:
-            rows.extend({**row, "enrollment_id": enrollment_id} for row in shared)
+            rows.extend((enrollment_id, *values) for values in shared)
         result.enrolled.append((person.email, enrollment_id))
         if plan and (result.first is None or plan[0].due_at < result.first.due_at):
             zone = person.timezone or sequence.timezone
             result.first = FirstTouch(plan[0].due_at, plan[0].step_id, person.email, zone)
-    insert_many(connection, touchpoints, rows)
+    insert_processed(connection, touchpoints, names, rows)
     result.touchpoints = len(rows)
     return result
 

@@ -36,8 +36,12 @@ from relance.tables import sequence_versions
 BATCH = 2000
 """Rows written at a time."""
 
+SQLITE_CACHE_KB = 65_536
+"""SQLite's page cache while importing (its default is 2 MB)."""
+
 SAMPLE = 10_000
-"""At most this many enrolled prospects are listed in a report (all are counted)."""
+"""At most this many enrolled prospects, skipped rows and row problems are listed in a
+report (all are counted): memory stays bounded whatever the file's size."""
 
 
 @dataclass(frozen=True)
@@ -62,18 +66,25 @@ class ImportReport:
     """(email, enrollment id) of the first ``SAMPLE`` prospects enrolled (id 0 when dry)."""
     touchpoints: int = 0
     skipped: list[SkippedRow] = field(default_factory=list)
+    """The first ``SAMPLE`` rows not enrolled (``skip_counts`` counts them all)."""
+    skip_counts: Counter[str] = field(default_factory=Counter)
     errors: list[RowError] = field(default_factory=list)
+    """The first ``SAMPLE`` row problems (``invalid_rows`` counts the rows that have any)."""
+    invalid_rows: int = 0
     version: int | None = None
     first: FirstTouch | None = None
     languages: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(prospect's language, language written in) -> prospects, where the two differ."""
 
     @property
-    def invalid_lines(self) -> list[int]:
-        return sorted({error.line for error in self.errors})
+    def skipped_total(self) -> int:
+        return sum(self.skip_counts.values())
 
-    def skip_counts(self) -> Counter[str]:
-        return Counter(row.why.kind for row in self.skipped)
+    def add_errors(self, errors: list[RowError]) -> None:
+        self.invalid_rows += 1
+        room = SAMPLE - len(self.errors)
+        if room > 0:
+            self.errors.extend(errors[:room])
 
     def add(self, batch: list[tuple[int, Prospect]], result: EnrollResult) -> None:
         lines = {person.email: line for line, person in batch}
@@ -82,8 +93,12 @@ class ImportReport:
         if room > 0:
             self.enrolled_sample.extend(result.enrolled[:room])
         self.touchpoints += result.touchpoints
-        skipped = [SkippedRow(lines[email], email, why) for email, why in result.skipped()]
-        self.skipped.extend(sorted(skipped, key=lambda row: row.line))
+        skipped = sorted(
+            (SkippedRow(lines[email], email, why) for email, why in result.skipped()),
+            key=lambda row: row.line,
+        )
+        self.skip_counts.update(row.why.kind for row in skipped)
+        self.skipped.extend(skipped[: max(0, SAMPLE - len(self.skipped))])
         first = result.first
         if first is not None and (self.first is None or first.due_at < self.first.due_at):
             self.first = first
@@ -124,8 +139,11 @@ def import_contacts(
                     _run(connection, sequence, reader, report, start, now, True, on_row, batch)
                 return report
             with store.transaction() as connection:
+                if connection.dialect.name == "sqlite":
+                    # Index pages of a big import stay in memory rather than being re-read.
+                    connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KB}")
                 _run(connection, sequence, reader, report, start, now, skip_invalid, on_row, batch)
-                if report.errors and not skip_invalid:
+                if report.invalid_rows and not skip_invalid:
                     raise Abandoned
                 report.version = _version_number(connection, sequence, report)
             return report
@@ -166,7 +184,7 @@ def _run(
 
     for line, prospect, errors in reader:
         if errors:
-            report.errors.extend(errors)
+            report.add_errors(errors)
             if not keep_going:
                 writing = False
                 pending.clear()

@@ -558,14 +558,23 @@ class Sequence(Strict):
             raise ValueError("expected at least one step on the clock (call, email or reminder)")
         return self
 
-    @model_validator(mode="after")
-    def _known_fallbacks(self) -> Sequence:
-        missing = [loc for loc in self.fallback_locales if loc not in self.all_locales]
+    @field_validator("fallback_locales")
+    @classmethod
+    def _known_fallbacks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        default = info.data.get("locale")
+        if default is None:
+            return value  # the default locale is wrong: that error is enough
+        known = [default, *info.data.get("locales", [])]
+        missing = [loc for loc in value if loc not in known]
         if missing:
             raise ValueError(
-                f"fallback_locales: expected languages the templates exist in "
-                f"({', '.join(self.all_locales)}), got {', '.join(missing)}"
+                f"expected languages the templates exist in ({', '.join(dict.fromkeys(known))}), "
+                f"got {', '.join(missing)}"
             )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_fields(self) -> Sequence:
         names = [f if isinstance(f, str) else f.name for f in self.prospect_fields]
         doubles = sorted({name for name in names if names.count(name) > 1})
         if doubles:

@@ -153,27 +153,60 @@ MEMO_LIMIT = 4096
 def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` (all with the same keys) in one driver call, for bulk writes.
 
-    The statement is compiled once and each value goes through its column type's bind
-    processor, exactly as ``connection.execute(insert(table), rows)`` would store it, but
-    without per-row statement bookkeeping; processed values are remembered per column
-    (timestamps of a batch, None, a status repeat across rows).
+    Each value goes through its column type's bind processor, exactly as
+    ``connection.execute(insert(table), rows)`` would store it, without per-row statement
+    bookkeeping; processed values are remembered per column (the timestamps of a batch,
+    None, a status repeated across rows).
     """
     if not rows:
         return
-    dialect = connection.dialect
     names = list(rows[0])
-    compiled = (
-        insert(table).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
-    )
-    order = list(compiled.positiontup or []) if compiled.positional else names
-    convert = [_memoized(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
-               for name in order]  # fmt: skip
+    convert = converters(connection, table, names)
     columns = [
-        list(map(fn, map(itemgetter(name), rows))) for fn, name in zip(convert, order, strict=True)
+        list(map(fn, map(itemgetter(name), rows))) for fn, name in zip(convert, names, strict=True)
     ]
-    params: list[Any] = list(zip(*columns, strict=True))
-    if not compiled.positional:
-        params = [dict(zip(order, values, strict=True)) for values in params]
+    insert_processed(connection, table, names, list(zip(*columns, strict=True)))
+
+
+def converters(connection: Connection, table: Table, names: list[str]) -> list[Any]:
+    """For each column named, value -> what the driver is given (memoized per call)."""
+    dialect = connection.dialect
+    return [
+        _memoized(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in names
+    ]
+
+
+def insert_processed(
+    connection: Connection, table: Table, names: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert rows of values already processed (``converters``), in the order of ``names``:
+    COPY on PostgreSQL, one ``executemany`` elsewhere."""
+    if not rows:
+        return
+    if connection.dialect.name == "postgresql":
+        quoted = ", ".join(f'"{name}"' for name in names)
+        raw = connection.connection.driver_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(  # type: ignore[union-attr]
+                f'COPY "{table.name}" ({quoted}) FROM STDIN'
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    compiled = (
+        insert(table)
+        .values({name: bindparam(name) for name in names})
+        .compile(dialect=connection.dialect)
+    )
+    params: list[Any] = rows
+    if not compiled.positional:  # pragma: no cover - SQLite and PostgreSQL are handled
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    elif list(compiled.positiontup or []) != names:
+        where = [names.index(name) for name in compiled.positiontup or []]
+        params = [tuple(row[i] for i in where) for row in rows]
     connection.exec_driver_sql(str(compiled), params)
 
 

@@ -22,7 +22,7 @@ from relance.cli.app import stderr
 from relance.cli.console import format_instant, iso
 from relance.csvimport import ContactReader, check_mapping, count_lines, file_lines
 from relance.errors import InputError
-from relance.importing import ImportReport, import_contacts
+from relance.importing import SAMPLE, ImportReport, import_contacts
 from relance.spec import Sequence
 from relance.store import Store
 
@@ -87,10 +87,10 @@ def enroll_csv(
             on_row=advance,
         )
     summary = import_summary(report, first)
-    if report.errors and not skip_invalid:
+    if report.invalid_rows and not skip_invalid:
         print_row_errors(report)
-        valid = report.rows - len(report.invalid_lines)
-        bad = len(report.invalid_lines)
+        valid = report.rows - report.invalid_rows
+        bad = report.invalid_rows
         raise InputError(
             f"{bad} row{'' if bad == 1 else 's'} of {csv_file.name} "
             f"{'has' if bad == 1 else 'have'} problems: nothing enrolled "
@@ -108,6 +108,9 @@ def enroll_csv(
 def print_row_errors(report: ImportReport) -> None:
     for error in report.errors:
         stderr.print(error.format(report.file_name), markup=False)
+    listed = len({error.line for error in report.errors})
+    if report.invalid_rows > listed:
+        stderr.print(f"... and {report.invalid_rows - listed} more rows with problems")
 
 
 def import_summary(report: ImportReport, reader: ContactReader) -> dict[str, Any]:
@@ -132,7 +135,9 @@ def import_summary(report: ImportReport, reader: ContactReader) -> dict[str, Any
             {"line": row.line, "email": row.email, "kind": row.why.kind, "reason": str(row.why)}
             for row in report.skipped
         ],
-        "skipped_counts": dict(report.skip_counts()),
+        "skipped_count": report.skipped_total,
+        "skipped_counts": dict(report.skip_counts),
+        "invalid_rows": report.invalid_rows,
         "invalid": [
             {"line": e.line, "column": e.column, "message": e.message} for e in report.errors
         ],
@@ -156,7 +161,7 @@ def import_summary(report: ImportReport, reader: ContactReader) -> dict[str, Any
 def format_import(summary: dict[str, Any]) -> str:
     """The human summary of an import (or of a dry run)."""
     lines: list[str] = []
-    invalid = len({e["line"] for e in summary["invalid"]})
+    invalid = summary["invalid_rows"]
     skipped = f", {_count(invalid, 'invalid row')} skipped" if invalid else ""
     lines.append(f"{summary['file']}: {_count(summary['rows'], 'row')} checked{skipped}")
     if summary["dry_run"]:
@@ -167,16 +172,16 @@ def format_import(summary: dict[str, Any]) -> str:
             how = "" if column["source"] == "standard" else f" ({column['source']})"
             lines.append(f"  {column['header'].strip()!r} -> {target}{how}")
     lines.append(outcome_line(summary, summary["enrolled_count"]))
-    skips = summary["skipped"]
+    skips, total = summary["skipped"], summary["skipped_count"]
     for row in skips[:SHOWN_SKIPS]:
         lines.append(
             f"{summary['file']}:{row['line']} {row['email']} not enrolled: {row['reason']}"
         )
-    if len(skips) > SHOWN_SKIPS:
-        lines.append(f"... and {len(skips) - SHOWN_SKIPS} more (--json lists them all)")
-    if skips:
+    if total > SHOWN_SKIPS:
+        lines.append(f"... and {total - SHOWN_SKIPS} more (--json lists up to {SAMPLE:,})")
+    if total:
         counts = ", ".join(f"{kind} {n}" for kind, n in summary["skipped_counts"].items())
-        lines.append(f"not enrolled {len(skips)}: {counts}")
+        lines.append(f"not enrolled {total}: {counts}")
     for language in summary["languages"]:
         lines.append(
             f"language: {_count(language['prospects'], 'prospect')} in {language['prospect']} "
