@@ -325,20 +325,20 @@ def file_lines(path: Path) -> Iterator[str]:
     """A CSV file's lines, read as they come (UTF-8, byte-order mark dropped);
     ProspectError, naming the line, for a file that cannot be read or is not UTF-8."""
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle = path.open("rb")
     except OSError as error:
         raise ProspectError(f"cannot read {path}: {error.strerror or error}") from None
-    number = 0
     with handle:
-        try:
-            for number, line in enumerate(handle, start=1):  # noqa: B007 - kept for errors
-                yield line
-        except UnicodeDecodeError as error:
-            raise ProspectError(
-                f"{path.name}:{number + 1}: expected UTF-8 text, got byte "
-                f"0x{error.object[error.start]:02x} (save the file as 'CSV UTF-8' from your "
-                "spreadsheet or CRM)"
-            ) from None
+        for number, data in enumerate(handle, start=1):
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ProspectError(
+                    f"{path.name}:{number}: expected UTF-8 text, got byte "
+                    f"0x{data[error.start]:02x} (save the file as 'CSV UTF-8' from your "
+                    "spreadsheet or CRM)"
+                ) from None
+            yield line.removeprefix("\ufeff") if number == 1 else line
 
 
 def count_lines(path: Path) -> int:
