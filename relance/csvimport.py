@@ -169,6 +169,9 @@ SIGNATURES: dict[str, tuple[str, ...]] = {
 }
 """Headers that only that CRM's exports carry: two of them name the preset."""
 
+LINES_KEPT = 100_000
+"""Rows whose line a duplicate further down names (beyond: "earlier in the file")."""
+
 DELIMITERS = (",", ";", "\t")
 PROGRESS_EVERY = 100
 MAP_IGNORE = (None, "", "-")
@@ -365,7 +368,8 @@ class ContactReader:
     ``(line, prospect or None, errors)`` for each data row, in the order of the file.
 
     Memory stays bounded whatever the file's size: one row at a time, and a 64-bit hash
-    of each address (to report duplicates with the line they first appeared on).
+    of each address to report duplicates (with the line they first appeared on, for the
+    first ``LINES_KEPT`` rows).
     """
 
     def __init__(
@@ -408,7 +412,8 @@ class ContactReader:
         }
 
     def __iter__(self) -> Iterator[tuple[int, Prospect | None, list[RowError]]]:
-        first_seen: dict[int, int] = {}
+        seen: set[int] = set()
+        first_lines: dict[int, int] = {}
         header, names = self.header, self.names
         for line, cells in self._records:
             self.total += 1
@@ -417,11 +422,17 @@ class ContactReader:
             if len(errors) > 1:
                 errors.sort(key=lambda error: self._order.get(error.column or "", -1))
             if prospect is not None:
-                earlier = first_seen.setdefault(hash(prospect.email), line)
-                if earlier != line:
+                key = hash(prospect.email)
+                if key in seen:
+                    earlier = first_lines.get(key)
+                    where = f"on line {earlier}" if earlier else "earlier in the file"
                     label = _label(header, names, "email")
-                    message = f"duplicate: {prospect.email} is already on line {earlier}"
+                    message = f"duplicate: {prospect.email} is already {where}"
                     errors.append(RowError(line, label, message))
+                else:
+                    seen.add(key)
+                    if len(first_lines) < LINES_KEPT:
+                        first_lines[key] = line
             yield line, (None if errors else prospect), errors
 
 

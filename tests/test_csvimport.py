@@ -257,3 +257,13 @@ def test_a_map_must_name_fields(data: object, message: str) -> None:
     with pytest.raises(ProspectError) as raised:
         check_mapping(data, "map.yaml")
     assert str(raised.value).startswith(message)
+
+
+def test_past_the_lines_kept_a_duplicate_is_still_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relance.csvimport.LINES_KEPT", 1)
+    text = "email\na@example.com\nb@example.com\nb@example.com\na@example.com\n"
+    contacts = read_contacts(text, "contacts.csv")
+    assert [error.format("contacts.csv") for error in contacts.errors] == [
+        "contacts.csv:4 column email: duplicate: b@example.com is already earlier in the file",
+        "contacts.csv:5 column email: duplicate: a@example.com is already on line 2",
+    ]
