@@ -186,7 +186,7 @@ touchpoints = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("enrollment_id", "key"),
     Index("ix_touchpoints_due", "status", "due_at"),
-    Index("ix_touchpoints_enrollment", "enrollment_id"),
+    # (enrollment_id, key) is unique: that index also finds an enrollment's touches
 )
 
 meetings = Table(
