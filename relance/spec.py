@@ -454,6 +454,10 @@ class Step(Strict):
         return self.channel is not Channel.MEETING_CONFIRMATION
 
 
+def _empty(value: object) -> bool:
+    return not value
+
+
 class Reenroll(Strict):
     """When a prospect who completed this sequence may be enrolled in it again."""
 
@@ -500,6 +504,9 @@ class Sequence(Strict):
     )
     fallback_locales: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field(
         default_factory=list,
+        # Left out when empty (and so are the other keys below at their defaults), so that
+        # adding them changed no stored version's digest.
+        exclude_if=_empty,
         description="For a prospect whose language the templates lack: the first of these "
         "that they have (else the default locale), e.g. [en].",
     )
@@ -523,12 +530,14 @@ class Sequence(Strict):
     )
     reenroll: Literal["never"] | Reenroll = Field(
         default=REENROLL_NEVER,
+        exclude_if=lambda value: value == REENROLL_NEVER,
         description='Whether a prospect who completed this sequence may enter it again: "never" '
         '(default) or {after: "90d"}. Booked, client, stopped, replied and suppressed '
         "prospects are never enrolled again.",
     )
     allow_concurrent: bool = Field(
         default=False,
+        exclude_if=_empty,
         description="True: enroll prospects even while they are active in another sequence.",
     )
     steps: list[Step] = Field(min_length=1)

@@ -212,3 +212,10 @@ def test_the_last_touch_done_completes_the_enrollment(
     assert {enrollment_status(store, eid) for _, eid in result.enrolled} == {Status.COMPLETED}
     again = enroll(store, project.sequence, people(2), start=clock.now, now=clock.now)
     assert [why.kind for _, why in again.refused] == ["completed", "completed"]
+
+
+def test_the_new_keys_at_their_defaults_leave_stored_versions_as_they_were() -> None:
+    plain = sequence().model_dump(mode="json")
+    assert not {"fallback_locales", "reenroll", "allow_concurrent"} & set(plain)
+    chosen = sequence(reenroll={"after": "90d"}, allow_concurrent=True).model_dump(mode="json")
+    assert (chosen["reenroll"], chosen["allow_concurrent"]) == ({"after": "90d"}, True)
