@@ -481,9 +481,12 @@ def enroll_within(
         plan, shared = planned[key]
         if has_variants:
             variants = assign_variants(sequence, person.email)
-            for row in touchpoint_rows(enrollment_id, sequence.id, plan, now, variants):
+            for touch in touchpoint_rows(enrollment_id, sequence.id, plan, now, variants):
                 rows.append(
-                    (enrollment_id, *(fn(row[n]) for fn, n in zip(convert, names[1:], strict=True)))
+                    (
+                        enrollment_id,
+                        *(fn(touch[n]) for fn, n in zip(convert, names[1:], strict=True)),
+                    )
                 )
         else:
             rows.extend((enrollment_id, *values) for values in shared)
@@ -519,7 +522,7 @@ def preview_within(
             continue
         known = past.get(ids.get(person.email, 0))
         history = History(
-            stage=(person.stage.value if person.stage else None) or (known and known.stage),
+            stage=person.stage.value if person.stage else (known.stage if known else None),
             enrollments=known.enrollments if known else [],
         )
         why = refusal(sequence, history, now)

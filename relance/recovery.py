@@ -102,7 +102,9 @@ def resolve_unknown(store: Store, now: datetime, *, grace: timedelta = DEFAULT_G
                 select(touchpoints.c.id, touchpoints.c.claimed_at).where(
                     touchpoints.c.status == "unknown"
                 )
-            ).all()
+            )
+            .tuples()
+            .all()
         )
         if not unknown:
             return resolution

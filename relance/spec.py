@@ -529,7 +529,7 @@ class Sequence(Strict):
         "standard ones: a name (every row must fill it), or {name, optional, default}.",
     )
     reenroll: Literal["never"] | Reenroll = Field(
-        default=REENROLL_NEVER,
+        default="never",
         exclude_if=lambda value: value == REENROLL_NEVER,
         description='Whether a prospect who completed this sequence may enter it again: "never" '
         '(default) or {after: "90d"}. Booked, client, stopped, replied and suppressed '

@@ -186,12 +186,10 @@ def insert_processed(
         return
     if connection.dialect.name == "postgresql":
         quoted = ", ".join(f'"{name}"' for name in names)
-        raw = connection.connection.driver_connection
+        raw: Any = connection.connection.driver_connection  # psycopg's own connection
         with (
             raw.cursor() as cursor,
-            cursor.copy(  # type: ignore[union-attr]
-                f'COPY "{table.name}" ({quoted}) FROM STDIN'
-            ) as copy,
+            cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
         ):
             for row in rows:
                 copy.write_row(row)

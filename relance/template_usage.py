@@ -210,15 +210,15 @@ def _unguarded_fields(node: nodes.Node, guarded: frozenset[str]) -> set[str]:
     if isinstance(node, nodes.If | nodes.CondExpr):
         tested = guarded | _tested(node.test)
         found = _unguarded_fields(node.test, tested)
-        body = node.body if isinstance(node, nodes.If) else [node.expr1]
-        rest: list[nodes.Node] = (
+        body: list[nodes.Node] = node.body if isinstance(node, nodes.If) else [node.expr1]
+        rest: list[nodes.Node | None] = (
             [*node.elif_, *node.else_] if isinstance(node, nodes.If) else [node.expr2]
         )
-        for child in body:
-            found |= _unguarded_fields(child, tested)
-        for child in rest:
-            if child is not None:
-                found |= _unguarded_fields(child, guarded)
+        for inside in body:
+            found |= _unguarded_fields(inside, tested)
+        for other in rest:
+            if other is not None:
+                found |= _unguarded_fields(other, guarded)
         return found
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
         return set()

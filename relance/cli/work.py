@@ -59,7 +59,9 @@ def describe_changes(store: Store, outcome: SignalOutcome) -> str:
         names = dict(
             connection.execute(
                 select(enrollments.c.id, enrollments.c.sequence_id).where(enrollments.c.id.in_(ids))
-            ).all()
+            )
+            .tuples()
+            .all()
         )
     return ", ".join(
         f"{names.get(eid, eid)} {before} → {after}"
