@@ -28,7 +28,7 @@ from relance.prospect import Prospect
 from relance.qualification import INITIAL_STAGE, Stage
 from relance.reenrollment import History, PastEnrollment, Refusal, refusal
 from relance.spec import Sequence
-from relance.store import Store, converters, insert_many, insert_processed
+from relance.store import Store, among, converters, insert_many, insert_processed
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
 from relance.variants import assign_variants
 
@@ -196,7 +196,7 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
         chunk = emails[start : start + CHUNK]
         for row in connection.execute(
             select(prospects.c.id, prospects.c.email, prospects.c.fields).where(
-                prospects.c.email.in_(chunk)
+                among(connection, prospects.c.email, chunk)
             )
         ):
             ids[row.email] = row.id
@@ -220,7 +220,7 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
         for start in range(0, len(added), LOOKUP_CHUNK):
             found = connection.execute(
                 select(prospects.c.email, prospects.c.id).where(
-                    prospects.c.email.in_(added[start : start + LOOKUP_CHUNK])
+                    among(connection, prospects.c.email, added[start : start + LOOKUP_CHUNK])
                 )
             )
             ids.update({row.email: row.id for row in found})
@@ -236,7 +236,7 @@ def suppressed_among(connection: Connection, emails: Iterable[str]) -> dict[str,
     for start in range(0, len(listed), CHUNK):
         for row in connection.execute(
             select(suppressions.c.email, suppressions.c.reason).where(
-                suppressions.c.email.in_(listed[start : start + CHUNK])
+                among(connection, suppressions.c.email, listed[start : start + CHUNK])
             )
         ):
             found[row.email] = row.reason
@@ -252,7 +252,9 @@ def histories(
     for start in range(0, len(listed), CHUNK):
         chunk = listed[start : start + CHUNK]
         for row in connection.execute(
-            select(prospects.c.id, prospects.c.stage).where(prospects.c.id.in_(chunk))
+            select(prospects.c.id, prospects.c.stage).where(
+                among(connection, prospects.c.id, chunk)
+            )
         ):
             found[row.id] = History(stage=row.stage, suppressed=(suppressed or {}).get(row.id))
         for row in connection.execute(
@@ -263,7 +265,7 @@ def histories(
                 enrollments.c.reason,
                 enrollments.c.completed_at,
                 enrollments.c.updated_at,
-            ).where(enrollments.c.prospect_id.in_(chunk))
+            ).where(among(connection, enrollments.c.prospect_id, chunk))
         ):
             found[row.prospect_id].enrollments.append(
                 PastEnrollment(
@@ -455,7 +457,11 @@ def enroll_within(
             select(enrollments.c.prospect_id, enrollments.c.id).where(
                 enrollments.c.sequence_id == sequence.id,
                 enrollments.c.status == Status.ACTIVE.value,
-                enrollments.c.prospect_id.in_(planned_ids[offset : offset + LOOKUP_CHUNK]),
+                among(
+                    connection,
+                    enrollments.c.prospect_id,
+                    planned_ids[offset : offset + LOOKUP_CHUNK],
+                ),
             )
         ):
             enrolled[row.prospect_id] = row.id
@@ -510,7 +516,7 @@ def preview_within(
     for start in range(0, len(emails), CHUNK):
         for row in connection.execute(
             select(prospects.c.id, prospects.c.email).where(
-                prospects.c.email.in_(emails[start : start + CHUNK])
+                among(connection, prospects.c.email, emails[start : start + CHUNK])
             )
         ):
             ids[row.email] = row.id

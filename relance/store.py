@@ -15,7 +15,18 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, insert, inspect
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -229,3 +240,11 @@ def _memoized(process: Any) -> Any:
             return by_identity[key]
 
     return convert
+
+
+def among(connection: Connection, column: Any, values: list[Any]) -> Any:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``, one parameter however
+    many values (a long IN list costs the driver more than the database)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
