@@ -38,7 +38,7 @@ from relance.engine import (
     Wait,
     next_action,
 )
-from relance.enrollments import load_version, prospect_from_db
+from relance.enrollments import complete_finished, load_version, prospect_from_db
 from relance.prospect import Prospect
 from relance.spec import Channel, Sequence
 from relance.store import Store
@@ -217,6 +217,7 @@ def claim(
     with store.transaction() as connection:
         rows = _candidates(connection, store, sequence_id, step_id, now, limit)
         sending: list[int] = []
+        skipped: set[int] = set()
         log: SendLog | None = None
         for row in rows:
             sequence = load_version(connection, row.sequence_version_id)
@@ -280,6 +281,7 @@ def claim(
                 )
             elif isinstance(action, Skip):
                 report.skipped += 1
+                skipped.add(row.enrollment_id)
                 connection.execute(
                     update(touchpoints)
                     .where(touchpoints.c.id == row.id)
@@ -303,6 +305,8 @@ def claim(
             )
             # Only what this transaction moved to 'sending' is ours, whatever the locking.
             report.claimed = [c for c in report.claimed if c.touchpoint_id in taken]
+        if skipped:  # a skipped last touch ends its enrollment (suppressed by hand, say)
+            complete_finished(connection, skipped, now)
     return report
 
 
@@ -471,6 +475,12 @@ def record(store: Store, claim_id: str, outcomes: list[Outcome], now: datetime) 
             )
         if logged:
             connection.execute(insert(deliveries), logged)
+        closed = [o.touchpoint_id for o in outcomes if o.touchpoint_id in attempts]
+        if closed:
+            finished = connection.execute(
+                select(touchpoints.c.enrollment_id).where(touchpoints.c.id.in_(closed))
+            ).scalars()
+            complete_finished(connection, finished, now)
 
 
 def recover_stale(store: Store, now: datetime, lease: timedelta) -> dict[str, int]:

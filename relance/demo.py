@@ -122,7 +122,7 @@ def route_leads(store: Store, settings: Settings, console: Console, start: datet
     text = resources.files("relance").joinpath("samples/leads.csv").read_text("utf-8")
     console.print("   then routed qualified leads by routing.yaml (warmth and grid decide):")
     routed = route_and_enroll(store, settings, text, start=start + timedelta(hours=8), now=start)
-    summaries = enrollment_summaries(store, routed, dry_run=False)
+    summaries = enrollment_summaries(store, routed, dry_run=False, now=start)
     print_routing(console, routed, "routing.yaml", summaries)
 
 
@@ -242,7 +242,7 @@ def run(settings: Settings, console: Console, start: datetime, days: int = 21) -
     for sequence_id, text in sample_contacts().items():
         sequence = resolve_sequence(sequence_id, settings)
         contacts = read_contacts(
-            text, "prospects.csv", required=sequence.prospect_fields, sequence_id=sequence_id
+            text, "prospects.csv", required=sequence.required_fields, sequence_id=sequence_id
         )
         if contacts.errors:
             raise RelanceError(contacts.errors[0].format("prospects.csv"))

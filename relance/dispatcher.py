@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, insert, select, update
 
 from integrations.icalendar_invite import build_cancel, build_invite, invite_attachment
 from relance.claims import Claimed, Outcome, claim, record
-from relance.enrollments import load_version
+from relance.enrollments import complete_finished, load_version
 from relance.envelope import reply_address, thread_subject, unsubscribe_headers, unsubscribe_url
 from relance.errors import (
     ChannelError,
@@ -275,6 +275,11 @@ class Dispatcher:
                 if kept:  # none when every claim was taken over (recover_stale)
                     connection.execute(
                         insert(tasks), [r for r in rows if r["touchpoint_id"] in kept]
+                    )
+                    complete_finished(
+                        connection,
+                        (r["enrollment_id"] for r in rows if r["touchpoint_id"] in kept),
+                        now,
                     )
             report.tasks += len(kept)
         self._record(claim_id, failures, now, report)

@@ -158,6 +158,10 @@ def apply_signal(status: Status, signal: Signal, reply_action: str = "pause") ->
         if status is Status.BOOKED:
             return Transition(Status.BOOKED, "skip")
         return Transition(Status.BOOKED, "skip")
+    if signal is Signal.REPLIED and status is Status.COMPLETED:
+        # Nothing left to hold: the enrollment stays completed, its reason says it replied
+        # (relance.reenrollment never enrolls it again).
+        return Transition(Status.COMPLETED, "keep")
     if status in (Status.STOPPED, Status.COMPLETED, Status.BOOKED):
         verb = _VERBS.get(signal, signal.value)
         raise StateError(f"the enrollment is {status.value}: nothing left to {verb}")

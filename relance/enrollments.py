@@ -20,19 +20,22 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from relance.cadence import PlannedTouch, plan_touchpoints
-from relance.engine import LIVE, Status
+from relance.cadence import PlannedTouch, known, plan_touchpoints, stretch_factor
+from relance.engine import Status
 from relance.errors import StoreError
 from relance.lifecycle import advance_stage, record_first_stages
 from relance.prospect import Prospect, one_line
 from relance.qualification import INITIAL_STAGE, Stage
+from relance.reenrollment import History, PastEnrollment, Refusal, refusal
 from relance.spec import Sequence
-from relance.store import Store
+from relance.store import Store, among, converters, insert_many, insert_processed
 from relance.tables import enrollments, prospects, sequence_versions, suppressions, touchpoints
 from relance.variants import assign_variants
 from relance.zones import ZoneSource
 
 CHUNK = 500
+LOOKUP_CHUNK = 2000
+"""Values in one IN (...) when reading back what a batch just wrote."""
 
 
 @dataclass
@@ -43,7 +46,30 @@ class EnrollResult:
     """(email, enrollment id) of the prospects enrolled now."""
     already_active: list[str] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)
+    refused: list[tuple[str, Refusal]] = field(default_factory=list)
+    """(email, why) of the prospects the re-enrollment rules keep out (relance.reenrollment):
+    booked, client, stopped, replied, active elsewhere, completed and cooling down."""
     touchpoints: int = 0
+
+    first: FirstTouch | None = None
+    """The earliest touch planned now."""
+
+    def skipped(self) -> list[tuple[str, Refusal]]:
+        """(email, why) of every prospect not enrolled now."""
+        active = Refusal("already active", "already active")
+        return [
+            *((email, Refusal("suppressed", "suppressed")) for email in self.suppressed),
+            *((email, active) for email in self.already_active),
+            *self.refused,
+        ]
+
+
+@dataclass(frozen=True)
+class FirstTouch:
+    due_at: datetime
+    step_id: str
+    email: str
+    zone: str
 
 
 def sequence_digest(sequence: Sequence) -> tuple[str, dict[str, Any]]:
@@ -187,7 +213,7 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
         chunk = emails[start : start + CHUNK]
         for row in connection.execute(
             select(prospects.c.id, prospects.c.email, prospects.c.fields).where(
-                prospects.c.email.in_(chunk)
+                among(connection, prospects.c.email, chunk)
             )
         ):
             ids[row.email] = row.id
@@ -208,15 +234,16 @@ def save_prospects(connection: Connection, people: list[Prospect], now: datetime
             advance_stage(connection, ids[person.email], person.stage, now=now, source="import")
     new = [prospect_row(by_email[email], now) for email in emails if email not in ids]
     if new:
-        result = connection.execute(
-            insert(prospects).returning(
-                prospects.c.id, prospects.c.email, prospects.c.stage, sort_by_parameter_order=True
-            ),
-            new,
-        )
-        inserted = list(result)
-        ids.update({row.email: row.id for row in inserted})
-        first = {row.id: Stage(row.stage) for row in inserted}
+        insert_many(connection, prospects, new)
+        added = [row["email"] for row in new]
+        for start in range(0, len(added), LOOKUP_CHUNK):
+            found = connection.execute(
+                select(prospects.c.email, prospects.c.id).where(
+                    among(connection, prospects.c.email, added[start : start + LOOKUP_CHUNK])
+                )
+            )
+            ids.update({row.email: row.id for row in found})
+        first = {ids[row["email"]]: Stage(row["stage"]) for row in new}
         record_first_stages(connection, first, now=now, source="import")
     return ids
 
@@ -228,26 +255,46 @@ def suppressed_among(connection: Connection, emails: Iterable[str]) -> dict[str,
     for start in range(0, len(listed), CHUNK):
         for row in connection.execute(
             select(suppressions.c.email, suppressions.c.reason).where(
-                suppressions.c.email.in_(listed[start : start + CHUNK])
+                among(connection, suppressions.c.email, listed[start : start + CHUNK])
             )
         ):
             found[row.email] = row.reason
     return found
 
 
-def _live_prospect_ids(connection: Connection, sequence_id: str, ids: list[int]) -> set[int]:
-    live: set[int] = set()
-    for start in range(0, len(ids), CHUNK):
-        live.update(
-            connection.execute(
-                select(enrollments.c.prospect_id).where(
-                    enrollments.c.sequence_id == sequence_id,
-                    enrollments.c.status.in_([status.value for status in LIVE]),
-                    enrollments.c.prospect_id.in_(ids[start : start + CHUNK]),
+def histories(
+    connection: Connection, ids: Iterable[int], suppressed: Mapping[int, str] | None = None
+) -> dict[int, History]:
+    """prospect id -> its stage and every enrollment it had, in any sequence."""
+    listed = list(ids)
+    found: dict[int, History] = {}
+    for start in range(0, len(listed), CHUNK):
+        chunk = listed[start : start + CHUNK]
+        for row in connection.execute(
+            select(prospects.c.id, prospects.c.stage).where(
+                among(connection, prospects.c.id, chunk)
+            )
+        ):
+            found[row.id] = History(stage=row.stage, suppressed=(suppressed or {}).get(row.id))
+        for row in connection.execute(
+            select(
+                enrollments.c.prospect_id,
+                enrollments.c.sequence_id,
+                enrollments.c.status,
+                enrollments.c.reason,
+                enrollments.c.completed_at,
+                enrollments.c.updated_at,
+            ).where(among(connection, enrollments.c.prospect_id, chunk))
+        ):
+            found[row.prospect_id].enrollments.append(
+                PastEnrollment(
+                    row.sequence_id,
+                    Status(row.status),
+                    row.reason,
+                    row.completed_at or row.updated_at,
                 )
-            ).scalars()
-        )
-    return live
+            )
+    return found
 
 
 def touchpoint_rows(
@@ -277,6 +324,42 @@ def touchpoint_rows(
     ]
 
 
+OPEN_TOUCHES = ("planned", "sending", "unknown")
+"""Touch statuses that are not done yet: an enrollment with none left is complete."""
+
+
+def complete_finished(connection: Connection, enrollment_ids: Iterable[int], now: datetime) -> int:
+    """Mark ``completed`` the active enrollments among these whose every touch is done
+    (sent, failed or skipped); returns how many."""
+    listed = sorted(set(enrollment_ids))
+    pending = (
+        select(touchpoints.c.id)
+        .where(
+            touchpoints.c.enrollment_id == enrollments.c.id,
+            touchpoints.c.status.in_(OPEN_TOUCHES),
+        )
+        .exists()
+    )
+    done = 0
+    for start in range(0, len(listed), CHUNK):
+        done += connection.execute(
+            update(enrollments)
+            .where(
+                enrollments.c.id.in_(listed[start : start + CHUNK]),
+                enrollments.c.status == Status.ACTIVE.value,
+                ~pending,
+            )
+            .values(status=Status.COMPLETED.value, completed_at=now, updated_at=now)
+        ).rowcount
+    return done
+
+
+TOUCH_COLUMNS = [
+    "enrollment_id", "key", "step_id", "channel", "position", "sequence_id", "due_at",
+    "status", "moved", "variant", "created_at",
+]  # fmt: skip
+"""The columns ``touchpoint_rows`` fills, enrollment id first."""
+
 ENROLL_ATTEMPTS = 3
 """How many times an enrollment runs when concurrent ones keep taking its rows first."""
 
@@ -292,7 +375,8 @@ def enroll(
     """Enroll ``people`` in ``sequence`` in one transaction, their first touch from ``start``.
 
     A prospect already active (or paused) in this sequence is not enrolled twice; an
-    address on the suppression list is refused. Both are reported, not raised.
+    address on the suppression list is refused, and so is anyone the re-enrollment rules
+    keep out (``relance.reenrollment``). All are reported, not raised.
     """
     return enroll_groups(store, [(sequence, people)], start=start, now=now)[0]
 
@@ -329,11 +413,14 @@ def enroll_groups(
                     after(connection, results)
             return results
         except IntegrityError as error:
-            if attempt == ENROLL_ATTEMPTS:
-                raise StoreError(
-                    f"enrollment kept colliding with concurrent ones: {error.orig}"
-                ) from error
-            attempt += 1
+            attempt = next_attempt(attempt, error)
+
+
+def next_attempt(attempt: int, error: IntegrityError) -> int:
+    """The next try after a collision with a concurrent enrollment; StoreError past the last."""
+    if attempt == ENROLL_ATTEMPTS:
+        raise StoreError(f"enrollment kept colliding with concurrent ones: {error.orig}") from error
+    return attempt + 1
 
 
 def enroll_within(
@@ -351,12 +438,16 @@ def enroll_within(
     result.suppressed = [p.email for p in people if p.email in suppressed]
     candidates = [p for p in people if p.email not in suppressed]
     ids = save_prospects(connection, candidates, now)
-    live = _live_prospect_ids(connection, sequence.id, list(ids.values()))
+    past = histories(connection, ids.values())
     seen: set[str] = set()
     plans: list[tuple[Prospect, dict[str, Any]]] = []
     for person in candidates:
-        if ids[person.email] in live or person.email in seen:
+        why = refusal(sequence, past[ids[person.email]], now)
+        if person.email in seen or (why is not None and why.kind == "already active"):
             result.already_active.append(person.email)
+            continue
+        if why is not None:
+            result.refused.append((person.email, why))
             continue
         seen.add(person.email)
         plans.append(
@@ -377,17 +468,94 @@ def enroll_within(
         )
     if not plans:
         return result
-    inserted = connection.execute(
-        insert(enrollments).returning(enrollments.c.id, sort_by_parameter_order=True),
-        [row for _, row in plans],
-    ).scalars()
-    rows: list[dict[str, Any]] = []
+    insert_many(connection, enrollments, [row for _, row in plans])
+    enrolled: dict[int, int] = {}
+    planned_ids = [row["prospect_id"] for _, row in plans]
+    for offset in range(0, len(planned_ids), LOOKUP_CHUNK):
+        for row in connection.execute(
+            select(enrollments.c.prospect_id, enrollments.c.id).where(
+                enrollments.c.sequence_id == sequence.id,
+                enrollments.c.status == Status.ACTIVE.value,
+                among(
+                    connection,
+                    enrollments.c.prospect_id,
+                    planned_ids[offset : offset + LOOKUP_CHUNK],
+                ),
+            )
+        ):
+            enrolled[row.prospect_id] = row.id
+    inserted = [enrolled[prospect_id] for prospect_id in planned_ids]
+    planned: dict[tuple[Any, ...], tuple[list[PlannedTouch], list[tuple[Any, ...]]]] = {}
+    has_variants = any(step.variants for step in sequence.steps)
+    names = TOUCH_COLUMNS
+    convert = converters(connection, touchpoints, names[1:])
+    rows: list[tuple[Any, ...]] = []
     for (person, _), enrollment_id in zip(plans, inserted, strict=True):
-        plan = plan_touchpoints(sequence, person, start)
-        variants = assign_variants(sequence, person.email)
-        rows.extend(touchpoint_rows(enrollment_id, sequence.id, plan, now, variants))
+        # A plan depends on the calendar and the stretch alone: prospects alike share one.
+        stretch = stretch_factor(
+            sequence.cadence, known(person.deal_value), known(person.cycle_days)
+        )
+        key = (person.country, person.timezone, stretch)
+        if key not in planned:
+            touches = plan_touchpoints(sequence, person, start)
+            shared = [
+                tuple(fn(row[name]) for fn, name in zip(convert, names[1:], strict=True))
+                for row in touchpoint_rows(0, sequence.id, touches, now)
+            ]
+            planned[key] = (touches, shared)
+        plan, shared = planned[key]
+        if has_variants:
+            variants = assign_variants(sequence, person.email)
+            for touch in touchpoint_rows(enrollment_id, sequence.id, plan, now, variants):
+                rows.append(
+                    (
+                        enrollment_id,
+                        *(fn(touch[n]) for fn, n in zip(convert, names[1:], strict=True)),
+                    )
+                )
+        else:
+            rows.extend((enrollment_id, *values) for values in shared)
         result.enrolled.append((person.email, enrollment_id))
-    for offset in range(0, len(rows), 5 * CHUNK):
-        connection.execute(insert(touchpoints), rows[offset : offset + 5 * CHUNK])
+        if plan and (result.first is None or plan[0].due_at < result.first.due_at):
+            zone = person.timezone or sequence.timezone
+            result.first = FirstTouch(plan[0].due_at, plan[0].step_id, person.email, zone)
+    insert_processed(connection, touchpoints, names, rows)
     result.touchpoints = len(rows)
+    return result
+
+
+def preview_within(
+    connection: Connection, sequence: Sequence, people: list[Prospect], now: datetime
+) -> EnrollResult:
+    """What ``enroll_within`` would do, read without writing (enrolled ids are 0)."""
+    result = EnrollResult()
+    suppressed = suppressed_among(connection, (person.email for person in people))
+    ids: dict[str, int] = {}
+    emails = [person.email for person in people]
+    for start in range(0, len(emails), CHUNK):
+        for row in connection.execute(
+            select(prospects.c.id, prospects.c.email).where(
+                among(connection, prospects.c.email, emails[start : start + CHUNK])
+            )
+        ):
+            ids[row.email] = row.id
+    past = histories(connection, ids.values())
+    seen: set[str] = set()
+    for person in people:
+        if person.email in suppressed:
+            result.suppressed.append(person.email)
+            continue
+        known = past.get(ids.get(person.email, 0))
+        history = History(
+            stage=person.stage.value if person.stage else (known.stage if known else None),
+            enrollments=known.enrollments if known else [],
+        )
+        why = refusal(sequence, history, now)
+        if person.email in seen or (why is not None and why.kind == "already active"):
+            result.already_active.append(person.email)
+        elif why is not None:
+            result.refused.append((person.email, why))
+        else:
+            seen.add(person.email)
+            result.enrolled.append((person.email, 0))
     return result

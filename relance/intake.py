@@ -101,7 +101,7 @@ def route_contacts(
         if where.sequence_id is None:
             continue
         sequence = sequences[where.sequence_id]
-        for name in sequence.prospect_fields:
+        for name in sequence.required_fields:
             if row.prospect.fields.get(name, "").strip():
                 continue
             got = "an empty cell" if name in contacts.columns else "no such column in the file"

@@ -37,7 +37,7 @@ from relance.qualification import (
     automatic_move,
     is_forward,
 )
-from relance.store import Store
+from relance.store import Store, insert_many
 from relance.tables import MAX_ROW_ID, prospects, stage_moves
 
 
@@ -64,8 +64,9 @@ def record_first_stages(
 ) -> None:
     """Record the first stage of newly saved prospects (prospect id -> stage)."""
     if stages:
-        connection.execute(
-            insert(stage_moves),
+        insert_many(
+            connection,
+            stage_moves,
             [
                 {
                     "prospect_id": prospect_id,

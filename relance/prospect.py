@@ -10,6 +10,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +26,7 @@ from pydantic import (
 
 from relance.addresses import canonical_address
 from relance.errors import ProspectError
+from relance.localenames import country_code, language_code
 from relance.qualification import Stage, Warmth, parse_score, parse_stage, parse_warmth
 from relance.regions import check_country, check_region
 from relance.zones import ZoneSource, infer_zone
@@ -176,7 +178,11 @@ class Prospect(BaseModel):
         if value in (None, ""):
             return None
         assert value is not None
-        return check_country(value)
+        # A name in any of several languages ("Deutschland"), then the holidays library's check.
+        try:
+            return check_country(country_code(value) or value)
+        except ValueError:
+            return check_country(value)  # the error quotes the value as written
 
     @field_validator("region")
     @classmethod
@@ -208,10 +214,12 @@ class Prospect(BaseModel):
     def _valid_locale(cls, value: str | None) -> str | None:
         if value in (None, ""):
             return None
-        value = value.strip().lower()[:2]
-        if not re.fullmatch(r"[a-z]{2}", value):
-            raise ValueError(f'expected a language code such as "fr", got {value!r}')
-        return value
+        code = language_code(value)
+        if code is None:
+            raise ValueError(
+                f'expected a language such as "fr", "French" or "français", got {value!r}'
+            )
+        return code
 
     @field_validator("need", "budget", "authority", "timing", "fit", mode="before")
     @classmethod
@@ -271,7 +279,7 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
     for column, raw in row.items():
         if column is None:  # csv.DictReader puts extra cells under None
             continue
-        key = re.sub(r"[\s-]+", "_", str(column).strip().lower())
+        key = _column_key(str(column))
         value = (raw or "").strip()
         typed = key in STANDARD_FIELDS or key in QUALIFICATION_FIELDS
         problem = control_character(value) if typed else None
@@ -295,6 +303,12 @@ def prospect_from_row(row: Mapping[str, str]) -> Prospect:
     if errors:
         raise ProspectError("; ".join(sorted(errors)))
     return prospect
+
+
+@lru_cache(maxsize=1024)
+def _column_key(column: str) -> str:
+    """ "Deal value", "deal-value" -> "deal_value"."""
+    return re.sub(r"[\s-]+", "_", column.strip().lower())
 
 
 def _parse_number(text: str) -> float:

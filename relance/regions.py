@@ -57,8 +57,7 @@ def check_country(value: str) -> str:
         ]
     )
     raise ValueError(
-        f'expected a two-letter country code the holidays library knows such as "FR", '
-        f"got {value!r}{_hint(close)}"
+        f'expected a country such as "FR", "France" or "Frankreich", got {value!r}{_hint(close)}'
     )
 
 

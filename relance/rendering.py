@@ -222,10 +222,29 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
 
 
 def template_locale(sequence: Sequence, prospect: Prospect) -> str:
-    """The prospect's locale when the sequence has templates in it, else the default."""
-    if prospect.locale in sequence.all_locales:
-        return prospect.locale
-    return sequence.locale
+    """The prospect's locale when the sequence has templates in it, else the first of the
+    sequence's ``fallback_locales``, else its default ``locale``."""
+    return choose_locale(sequence, prospect.locale)[0]
+
+
+def choose_locale(sequence: Sequence, wanted: str | None) -> tuple[str, str]:
+    """The language written to a prospect whose language is ``wanted``, and why."""
+    if wanted in sequence.all_locales:
+        return str(wanted), f"the prospect's language ({wanted})"
+    if wanted is None:
+        return (
+            sequence.locale,
+            f"no language known for the prospect: the default ({sequence.locale})",
+        )
+    if sequence.fallback_locales:
+        chosen = sequence.fallback_locales[0]
+        return chosen, (
+            f"the prospect's language ({wanted}) has no templates: first fallback ({chosen})"
+        )
+    return sequence.locale, (
+        f"the prospect's language ({wanted}) has no templates and the sequence has no "
+        f"fallback_locales: the default ({sequence.locale})"
+    )
 
 
 def template_name(path: str, locale: str) -> str:
@@ -263,8 +282,12 @@ def render_context(
 ) -> RenderContext:
     """The names a step's templates render with; ``meeting`` only on meeting_confirmation."""
     resource = step.resource
+    person = prospect.context()
+    for name, default in sequence.field_defaults.items():
+        if not person.get(name):
+            person[name] = default
     return {
-        "prospect": prospect.context(),
+        "prospect": person,
         "sender": {"name": sender.name, "email": sender.email, "company": sender.company},
         "sequence": {"id": sequence.id, "name": sequence.name},
         "step": {"id": step.id, "channel": step.channel.value, "objective": step.objective},
@@ -387,7 +410,7 @@ SAMPLE_SENDER = Sender(name="Camille Durand", email="camille@example.com", compa
 
 def sample_prospect(sequence: Sequence, base: Prospect = SAMPLE_PROSPECT) -> Prospect:
     """``base`` with every custom field the sequence declares filled with "[name]"."""
-    missing = {name: f"[{name}]" for name in sequence.prospect_fields if name not in base.fields}
+    missing = {name: f"[{name}]" for name in sequence.field_names if name not in base.fields}
     return base.model_copy(update={"fields": {**base.fields, **missing}}) if missing else base
 
 
@@ -429,10 +452,21 @@ def _check_template(
     allowed = {*CONTEXT_NAMES, *env.globals}
     if step.channel is not Channel.MEETING_CONFIRMATION:
         allowed.discard("meeting")
-    known_fields = {*STANDARD_FIELDS, "full_name", *sequence.prospect_fields}
+    known_fields = {*STANDARD_FIELDS, "full_name", *sequence.field_names}
+    optional = [f.name for f in sequence.fields if f.optional and f.default is None]
     issues = [
         *usage.issues,
         *usage.field_issues(known_fields),
+        *(
+            (
+                f"template templates/{usage.unguarded[name]} uses prospect.{name} unguarded, "
+                f"but {name} is optional with no default",
+                f"wrap it in {{% if prospect.{name} %}}...{{% endif %}}, or give {name} a "
+                "default under prospect_fields",
+            )
+            for name in optional
+            if name in usage.unguarded
+        ),
         *usage.name_issues(allowed, CONTEXT_NAMES, step.channel.value),
     ]
     if issues:

@@ -227,6 +227,8 @@ def record_signal(
             return outcome
         outcome = SignalOutcome(prospect.id, signal)
         scope = (*LIVE, Status.BOOKED) if signal in SUPPRESSING else LIVE
+        if signal is Signal.REPLIED:  # an answer to the last touch: kept on its enrollment
+            scope = (*LIVE, Status.COMPLETED)
         targets = _enrollments_for(connection, prospect.id, sequence_id, scope)
         if _recorded(connection, external_id):
             # A replay (providers retry webhooks) changes nothing, whatever happened since;

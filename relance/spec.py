@@ -542,6 +542,39 @@ class Step(Strict):
         return self.channel is not Channel.MEETING_CONFIRMATION
 
 
+def _empty(value: object) -> bool:
+    return not value
+
+
+class Reenroll(Strict):
+    """When a prospect who completed this sequence may be enrolled in it again."""
+
+    after: WaitText = Field(description='Cool-down after completion, e.g. "90d".')
+
+
+REENROLL_NEVER = "never"
+
+
+class ProspectField(Strict):
+    """A custom prospect field the templates use, optional or with a default."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    optional: bool = Field(
+        default=False,
+        description="True: a row may leave it empty (templates guard it with {% if %}).",
+    )
+    default: str | None = Field(
+        default=None, description="What templates see when the prospect has no value."
+    )
+
+    @property
+    def required(self) -> bool:
+        return not self.optional and self.default is None
+
+
+FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
 class Sequence(Strict):
     """A multichannel follow-up sequence."""
 
@@ -557,6 +590,14 @@ class Sequence(Strict):
         default_factory=list,
         description="Every language the templates exist in (the default locale is implied).",
     )
+    fallback_locales: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field(
+        default_factory=list,
+        # Left out when empty (and so are the other keys below at their defaults), so that
+        # adding them changed no stored version's digest.
+        exclude_if=_empty,
+        description="For a prospect whose language the templates lack: the first of these "
+        "that they have (else the default locale), e.g. [en].",
+    )
     timezone: str = Field(
         default="Europe/Paris", description="IANA zone when the prospect has none."
     )
@@ -570,10 +611,22 @@ class Sequence(Strict):
     throttle: Throttle | None = Field(
         default=None, description="Sender caps for this sequence (default: the settings')."
     )
-    prospect_fields: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = Field(
+    prospect_fields: list[FieldName | ProspectField] = Field(
         default_factory=list,
-        description="Custom prospect fields the templates use (CSV columns), "
-        "beyond the standard ones.",
+        description="Custom prospect fields the templates use (CSV columns), beyond the "
+        "standard ones: a name (every row must fill it), or {name, optional, default}.",
+    )
+    reenroll: Literal["never"] | Reenroll = Field(
+        default="never",
+        exclude_if=lambda value: value == REENROLL_NEVER,
+        description='Whether a prospect who completed this sequence may enter it again: "never" '
+        '(default) or {after: "90d"}. Booked, client, stopped, replied and suppressed '
+        "prospects are never enrolled again.",
+    )
+    allow_concurrent: bool = Field(
+        default=False,
+        exclude_if=_empty,
+        description="True: enroll prospects even while they are active in another sequence.",
     )
     steps: list[Step] = Field(min_length=1)
 
@@ -607,9 +660,54 @@ class Sequence(Strict):
             raise ValueError("expected at least one step on the clock (call, email or reminder)")
         return self
 
+    @field_validator("fallback_locales")
+    @classmethod
+    def _known_fallbacks(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        default = info.data.get("locale")
+        if default is None:
+            return value  # the default locale is wrong: that error is enough
+        known = [default, *info.data.get("locales", [])]
+        missing = [loc for loc in value if loc not in known]
+        if missing:
+            raise ValueError(
+                f"expected languages the templates exist in ({', '.join(dict.fromkeys(known))}), "
+                f"got {', '.join(missing)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_fields(self) -> Sequence:
+        names = [f if isinstance(f, str) else f.name for f in self.prospect_fields]
+        doubles = sorted({name for name in names if names.count(name) > 1})
+        if doubles:
+            raise ValueError(f"prospect_fields: {', '.join(doubles)} listed twice")
+        return self
+
     @property
     def all_locales(self) -> list[str]:
         return [self.locale, *(loc for loc in self.locales if loc != self.locale)]
+
+    @property
+    def fields(self) -> list[ProspectField]:
+        """Every custom field, a bare name being a required field."""
+        return [
+            ProspectField(name=item) if isinstance(item, str) else item
+            for item in self.prospect_fields
+        ]
+
+    @property
+    def field_names(self) -> list[str]:
+        return [item.name for item in self.fields]
+
+    @property
+    def required_fields(self) -> list[str]:
+        """The custom fields every prospect must fill."""
+        return [item.name for item in self.fields if item.required]
+
+    @property
+    def field_defaults(self) -> dict[str, str]:
+        """What templates see for an optional field the prospect leaves empty."""
+        return {item.name: item.default or "" for item in self.fields if not item.required}
 
     @property
     def timed_steps(self) -> list[Step]:

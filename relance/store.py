@@ -14,10 +14,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -164,3 +176,103 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+MEMO_LIMIT = 4096
+"""Distinct values per column whose stored form ``insert_many`` remembers."""
+
+
+def insert_many(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in one driver call, for bulk writes.
+
+    Each value goes through its column type's bind processor, exactly as
+    ``connection.execute(insert(table), rows)`` would store it, without per-row statement
+    bookkeeping; processed values are remembered per column (the timestamps of a batch,
+    None, a status repeated across rows).
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    convert = converters(connection, table, names)
+    columns = [
+        list(map(fn, map(itemgetter(name), rows))) for fn, name in zip(convert, names, strict=True)
+    ]
+    insert_processed(connection, table, names, list(zip(*columns, strict=True)))
+
+
+def converters(connection: Connection, table: Table, names: list[str]) -> list[Any]:
+    """For each column named, value -> what the driver is given (memoized per call)."""
+    dialect = connection.dialect
+    return [
+        _memoized(table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in names
+    ]
+
+
+def insert_processed(
+    connection: Connection, table: Table, names: list[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert rows of values already processed (``converters``), in the order of ``names``:
+    COPY on PostgreSQL, one ``executemany`` elsewhere."""
+    if not rows:
+        return
+    # Raw driver inserts skip SQLAlchemy's Python-side defaults (e.g. a touch's random
+    # Message-ID token): fill them here, one value per row.
+    filled = [c for c in table.columns if c.name not in names and c.default is not None]
+    filled = [c for c in filled if getattr(c.default, "is_callable", False)]
+    if filled:
+        names = [*names, *(c.name for c in filled)]
+        rows = [(*row, *(c.default.arg(None) for c in filled)) for row in rows]  # type: ignore[union-attr]
+    if connection.dialect.name == "postgresql":
+        quoted = ", ".join(f'"{name}"' for name in names)
+        raw: Any = connection.connection.driver_connection  # psycopg's own connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    compiled = (
+        insert(table)
+        .values({name: bindparam(name) for name in names})
+        .compile(dialect=connection.dialect)
+    )
+    params: list[Any] = rows
+    if not compiled.positional:  # pragma: no cover - SQLite and PostgreSQL are handled
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    elif list(compiled.positiontup or []) != names:
+        where = [names.index(name) for name in compiled.positiontup or []]
+        params = [tuple(row[i] for i in where) for row in rows]
+    connection.exec_driver_sql(str(compiled), params)
+
+
+def _memoized(process: Any) -> Any:
+    if process is None:
+        return lambda value: value
+    memo: dict[Any, Any] = {}
+    by_identity: dict[int, Any] = {}
+
+    def convert(value: Any) -> Any:
+        try:
+            return memo[value]
+        except KeyError:
+            done = memo[value] = process(value)
+            if len(memo) > MEMO_LIMIT:
+                memo.clear()
+            return done
+        except TypeError:  # unhashable (a JSON list or dict): rows of a batch share some
+            key = id(value)  # alive as long as the rows are, that is for this whole call
+            if key not in by_identity:
+                by_identity[key] = process(value)
+            return by_identity[key]
+
+    return convert
+
+
+def among(connection: Connection, column: Any, values: list[Any]) -> Any:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``, one parameter however
+    many values (a long IN list costs the driver more than the database)."""
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)

@@ -153,6 +153,8 @@ enrollments = Table(
     Column("snoozed_until", UTCDateTime),
     Column("enrolled_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # when its last touch was done (status completed): re-enrollment cool-downs count from it
+    Column("completed_at", UTCDateTime),
     Index(
         "uq_enrollments_live",
         "prospect_id",
@@ -162,6 +164,7 @@ enrollments = Table(
         postgresql_where=text("status IN ('active', 'paused')"),
     ),
     Index("ix_enrollments_status", "status"),
+    Index("ix_enrollments_prospect", "prospect_id"),
 )
 
 
@@ -203,7 +206,7 @@ touchpoints = Table(
     UniqueConstraint("enrollment_id", "key"),
     UniqueConstraint("message_token"),
     Index("ix_touchpoints_due", "status", "due_at"),
-    Index("ix_touchpoints_enrollment", "enrollment_id"),
+    # (enrollment_id, key) is unique: that index also finds an enrollment's touches
 )
 
 meetings = Table(

@@ -58,6 +58,9 @@ class TemplateUsage:
         self.defined: set[str] = set()
         self.scanned: set[str] = set()
         """Every template name visited, found or not."""
+        self.unguarded: dict[str, str] = {}
+        """``prospect`` fields used outside an ``{% if %}`` (or ``| default``) testing them,
+        with the first template doing so."""
         self._existing: list[str] | None = None
 
     @property
@@ -86,6 +89,8 @@ class TemplateUsage:
                 self._record(item.node, item.arg.value, name)
         for call in tree.find_all(nodes.Call):
             self._record_get(call, name)
+        for field in _unguarded_fields(tree, frozenset()):
+            self.unguarded.setdefault(field, name)
         for statement in tree.find_all(
             (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
         ):
@@ -228,6 +233,48 @@ def unsafe_issues(tree: nodes.Template, name: str) -> list[Issue]:
         (f"template templates/{name} line {line}: {message}", UNSAFE_HINT)
         for line, message in sorted(set(found))
     ]
+
+
+def _prospect_field(node: nodes.Node) -> str | None:
+    if (
+        isinstance(node, nodes.Getattr)
+        and isinstance(node.node, nodes.Name)
+        and node.node.name == "prospect"
+    ):
+        return node.attr
+    return None
+
+
+def _tested(node: nodes.Node) -> frozenset[str]:
+    """The prospect fields an ``if`` test reads: its branch may use them safely."""
+    items = [node, *node.find_all(nodes.Getattr)]
+    return frozenset(field for item in items if (field := _prospect_field(item)))
+
+
+def _unguarded_fields(node: nodes.Node, guarded: frozenset[str]) -> set[str]:
+    """Prospect fields used where no enclosing test reads them (nor ``| default``)."""
+    if isinstance(node, nodes.If | nodes.CondExpr):
+        tested = guarded | _tested(node.test)
+        found = _unguarded_fields(node.test, tested)
+        body: list[nodes.Node] = node.body if isinstance(node, nodes.If) else [node.expr1]
+        rest: list[nodes.Node | None] = (
+            [*node.elif_, *node.else_] if isinstance(node, nodes.If) else [node.expr2]
+        )
+        for inside in body:
+            found |= _unguarded_fields(inside, tested)
+        for other in rest:
+            if other is not None:
+                found |= _unguarded_fields(other, guarded)
+        return found
+    if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
+        return set()
+    field = _prospect_field(node)
+    if field is not None:
+        return set() if field in guarded else {field}
+    found = set()
+    for child in node.iter_child_nodes():
+        found |= _unguarded_fields(child, guarded)
+    return found
 
 
 def _top_level_definitions(tree: nodes.Template) -> set[str]:

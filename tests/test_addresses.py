@@ -93,7 +93,7 @@ def test_the_migration_rewrites_stored_addresses_without_losing_any(tmp_path: Pa
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = Store(url)
     with store.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0006'"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0007'"))
         rows = [
             {"email": '"bob"@x.example', "created_at": T0, "updated_at": T0, "fields": {}},
             {"email": NFD, "created_at": T0, "updated_at": T0, "fields": {}},
@@ -125,4 +125,4 @@ def test_the_migration_rewrites_stored_addresses_without_losing_any(tmp_path: Pa
         "carol@x.example",
     ]
     assert suppressed == ["dan@x.example"]
-    assert migrated.revision() == "0007"
+    assert migrated.revision() == "0008"

@@ -11,7 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relance.csvimport import column_name, detect_delimiter, read_contacts, read_text, snake_case
+from relance.csvimport import (
+    ContactReader,
+    check_mapping,
+    column_name,
+    count_lines,
+    detect_delimiter,
+    detect_preset,
+    file_lines,
+    map_columns,
+    read_contacts,
+    read_text,
+    snake_case,
+)
 from relance.errors import ProspectError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "csv"
@@ -229,4 +241,56 @@ def test_whatever_a_spreadsheet_writes_reads_back_cell_for_cell(
     assert contacts.errors == []
     assert [(r.prospect.fields["note"], r.prospect.fields["comment"]) for r in contacts.rows] == [
         (note.strip(), comment.strip()) for note, comment in rows
+    ]
+
+
+def test_a_file_read_as_it_comes_names_the_line_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        b"email,company\na@example.com,Acme\n" * 3 + "b@x.com,Soci\u00e9t\u00e9\n".encode("latin-1")
+    )
+    with pytest.raises(ProspectError) as raised:
+        list(ContactReader(file_lines(path), path.name))
+    assert str(raised.value) == (
+        "latin1.csv:7: expected UTF-8 text, got byte 0xe9 "
+        "(save the file as 'CSV UTF-8' from your spreadsheet or CRM)"
+    )
+    assert count_lines(path) == 7
+    assert count_lines(tmp_path / "missing.csv") == 0
+    with pytest.raises(ProspectError, match="cannot read"):
+        list(file_lines(tmp_path / "missing.csv"))
+
+
+def test_presets_are_recognised_by_two_of_their_headers() -> None:
+    assert detect_preset(["Email", "Record ID", "Country/Region"]) == "HubSpot"
+    assert detect_preset(["Email", "Country/Region"]) is None
+    columns, preset = map_columns(["Person - Email - Work", "Organization - Name", "Notes"])
+    assert preset == "Pipedrive"
+    assert [(c.field, c.source) for c in columns] == [
+        ("email", "Pipedrive"),
+        ("company", "Pipedrive"),
+        ("notes", "template field"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"Notes": 3}, "map.yaml: 'Notes': expected a header and a field name, got 3"),
+        ({}, "map.yaml: expected a mapping of CSV headers to fields"),
+    ],
+)
+def test_a_map_must_name_fields(data: object, message: str) -> None:
+    with pytest.raises(ProspectError) as raised:
+        check_mapping(data, "map.yaml")
+    assert str(raised.value).startswith(message)
+
+
+def test_past_the_lines_kept_a_duplicate_is_still_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("relance.csvimport.LINES_KEPT", 1)
+    text = "email\na@example.com\nb@example.com\nb@example.com\na@example.com\n"
+    contacts = read_contacts(text, "contacts.csv")
+    assert [error.format("contacts.csv") for error in contacts.errors] == [
+        "contacts.csv:4 column email: duplicate: b@example.com is already earlier in the file",
+        "contacts.csv:5 column email: duplicate: a@example.com is already on line 2",
     ]

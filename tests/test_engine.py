@@ -320,12 +320,23 @@ STATE_ERRORS: list[tuple[Status, Signal, str]] = [
         for signal, verb in (
             (Signal.REPLIED, "pause"),
             (Signal.PAUSED, "pause"),
+        )
+        if (status, signal) != (Status.COMPLETED, Signal.REPLIED)
+    ),
+    *(
+        (status, signal, f"the enrollment is {status.value}: nothing left to {verb}")
+        for status in (Status.STOPPED, Status.COMPLETED, Status.BOOKED)
+        for signal, verb in (
             (Signal.RESUMED, "resume"),
             (Signal.STOPPED, "stop"),
             (Signal.SNOOZED, "snooze"),
         )
     ),
 ]
+
+
+def test_a_reply_after_the_last_touch_keeps_the_enrollment_completed() -> None:
+    assert apply_signal(Status.COMPLETED, Signal.REPLIED) == Transition(Status.COMPLETED, "keep")
 
 
 @pytest.mark.parametrize(("status", "signal", "message"), STATE_ERRORS)
@@ -426,8 +437,17 @@ def check_signals_between_ticks(
             tick(store, dispatcher, clock.advance(hours=amount))
             if status is Status.PAUSED:
                 assert performed() == before, "a paused enrollment was touched"
+            left = [r for r in touch_rows(store, enrollment_id) if r.status == "planned"]
+            if status is Status.ACTIVE and not left:
+                status = Status.COMPLETED  # its last touch is done
         elif operation == "snooze":
             until = clock.now + timedelta(hours=amount)
+            if status is Status.COMPLETED:
+                with pytest.raises(StateError):
+                    record_signal(
+                        store, "ada@example.com", Signal.SNOOZED, now=clock.now, until=until
+                    )
+                continue
             record_signal(store, "ada@example.com", Signal.SNOOZED, now=clock.now, until=until)
             planned = [r for r in touch_rows(store, enrollment_id) if r.status == "planned"]
             assert all(r.due_at >= until for r in planned)
@@ -438,13 +458,15 @@ def check_signals_between_ticks(
             fits = not (
                 (signal is Signal.PAUSED and status is Status.PAUSED)
                 or (signal is Signal.RESUMED and status is Status.ACTIVE)
+                or (signal is not Signal.REPLIED and status is Status.COMPLETED)
             )
             if not fits:
                 with pytest.raises(StateError):
                     record_signal(store, "ada@example.com", signal, now=clock.now)
                 continue
             record_signal(store, "ada@example.com", signal, now=clock.now)
-            status = Status.ACTIVE if signal is Signal.RESUMED else Status.PAUSED
+            if status is not Status.COMPLETED:  # a reply keeps a completed enrollment so
+                status = Status.ACTIVE if signal is Signal.RESUMED else Status.PAUSED
             if signal is Signal.RESUMED:
                 planned = [r for r in touch_rows(store, enrollment_id) if r.status == "planned"]
                 assert all(r.due_at >= clock.now for r in planned)

@@ -38,11 +38,13 @@ def test_a_prospect_already_active_is_not_enrolled_twice(cli: Cli) -> None:
     assert cli.count("enrollments") == 1
 
 
-def test_enrolling_again_by_email_alone_keeps_what_is_known(cli: Cli) -> None:
+def test_a_stopped_prospect_is_not_enrolled_again_but_what_is_new_is_kept(cli: Cli) -> None:
     enroll_claire(cli)
     cli.ok("stop", "claire.martin@example.com", "--now", NOW)
-    cli.ok("enroll", "outreach", "--email", "claire.martin@example.com", "--field",
-           "industry=aerospace", "--now", NOW)  # fmt: skip
+    assert cli.fails("enroll", "outreach", "--email", "claire.martin@example.com", "--field",
+                     "industry=aerospace", "--now", NOW) == (
+        "error: claire.martin@example.com is not enrolled in outreach: stopped: in outreach\n"
+    )  # fmt: skip
     with cli.store.reading() as connection:
         row = connection.execute(select(prospects)).one()
     assert (row.first_name, row.company, row.timezone) == (
@@ -51,7 +53,7 @@ def test_enrolling_again_by_email_alone_keeps_what_is_known(cli: Cli) -> None:
         "Europe/Paris",
     )
     assert row.fields == {"industry": "aerospace"}
-    assert cli.count("enrollments") == 2
+    assert cli.count("enrollments") == 1
 
 
 def test_a_suppressed_address_is_refused(cli: Cli) -> None:
@@ -125,6 +127,7 @@ def test_a_crm_export_is_enrolled_with_a_summary(cli: Cli) -> None:
     assert cli.ok(*csv_enroll(cli, "contacts.csv")) == (
         "contacts.csv: 3 rows checked\n"
         "enrolled 3 in outreach (version 1): 9 touches planned\n"
+        "language: 1 prospect in fr written to in en (no fr templates)\n"
         "first touch: call-intro for claire.martin@example.com on "
         "Mon 2026-03-02 09:00 Europe/Paris (08:00 UTC)\n"
     )
@@ -145,8 +148,9 @@ def test_already_active_and_suppressed_rows_are_reported_not_enrolled(cli: Cli) 
     assert cli.ok(*csv_enroll(cli, "contacts.csv")) == (
         "contacts.csv: 3 rows checked\n"
         "enrolled 1 in outreach (version 1): 3 touches planned\n"
-        "already active 1: claire.martin@example.com\n"
-        "suppressed 1: ana.lopez@example.com\n"
+        "contacts.csv:2 claire.martin@example.com not enrolled: already active\n"
+        "contacts.csv:4 ana.lopez@example.com not enrolled: suppressed\n"
+        "not enrolled 2: already active 1, suppressed 1\n"
         "first touch: call-intro for john.doe@example.com on "
         "Mon 2026-03-02 09:00 America/New_York (14:00 UTC)\n"
     )
@@ -224,8 +228,22 @@ def test_a_dry_run_checks_everything_and_writes_nothing(cli: Cli) -> None:
     before = {t: cli.count(t) for t in ("prospects", "enrollments", "touchpoints")}
     assert cli.ok(*csv_enroll(cli, "contacts.csv", "--dry-run")) == (
         "contacts.csv: 3 rows checked\n"
+        "columns:\n"
+        "  'E-mail' -> email (alias)\n"
+        "  'Prénom' -> first_name (alias)\n"
+        "  'Nom' -> last_name (alias)\n"
+        "  'Société' -> company (alias)\n"
+        "  'Téléphone' -> phone (alias)\n"
+        "  'Montant' -> deal_value (alias)\n"
+        "  'Cycle days' -> cycle_days\n"
+        "  'Time zone' -> timezone (alias)\n"
+        "  'Pays' -> country (alias)\n"
+        "  'Langue' -> locale (alias)\n"
+        "  'Industry' -> industry (template field)\n"
+        '  "Secteur d\'activité" -> secteur_d_activite (template field)\n'
         "dry run, nothing written: would enroll 2 in outreach\n"
-        "already active 1: claire.martin@example.com\n"
+        "contacts.csv:2 claire.martin@example.com not enrolled: already active\n"
+        "not enrolled 1: already active 1\n"
     )
     assert {t: cli.count(t) for t in before} == before
 
@@ -257,6 +275,7 @@ def test_status_shows_the_timeline(cli: Cli) -> None:
         "\n"
         "outreach v1 · enrollment 1 · paused (replied)\n"
         "enrolled Mon 2026-03-02 09:00 Europe/Paris (08:00 UTC)\n"
+        "written in en: no language known for the prospect: the default (en)\n"
         "step            channel   due (Europe/Paris)    UTC               status   note\n"
         "call-intro      call      Mon 2026-03-02 09:00  2026-03-02 08:00  sent\n"
         "email-guide     email     Tue 2026-03-03 09:00  2026-03-03 08:00  planned\n"

@@ -378,7 +378,9 @@ def test_all_groups_are_enrolled_in_one_transaction(store: Store) -> None:
 def test_automatic_moves_never_go_back_but_a_person_may(store: Store) -> None:
     sequence = resolve_sequence("nurture-warm", project_settings())
     ada = "ada@example.com"
-    enroll(store, sequence, [Prospect(email=ada, stage="client")], start=T0, now=T0)
+    enroll(store, sequence, [Prospect(email=ada)], start=T0, now=T0)
+    again = enroll(store, sequence, [Prospect(email=ada, stage="client")], start=T0, now=T0)
+    assert [str(why) for _, why in again.refused] == ["client"]  # moved, not chased again
     enroll(store, sequence, [Prospect(email=ada, stage="lead")], start=T0, now=T0)  # ignored
     book(store, ada, starts_at=T0 + timedelta(days=3), duration=timedelta(minutes=30), now=T0)
     assert stage_of(store, ada) == "client"
@@ -388,7 +390,8 @@ def test_automatic_moves_never_go_back_but_a_person_may(store: Store) -> None:
     with store.reading() as connection:
         history = stage_history(connection, find_prospect(connection, ada).id)
     assert [(m.from_stage, m.to_stage, m.source) for m in history] == [
-        (None, Stage.CLIENT, "import"),
+        (None, Stage.LEAD, "import"),
+        (Stage.LEAD, Stage.CLIENT, "import"),
         (Stage.CLIENT, Stage.SQL, "cli"),
     ]
 

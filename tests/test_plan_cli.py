@@ -191,14 +191,14 @@ def test_a_sequence_is_found_by_id(sequence_file: Path) -> None:
             "got 'Mars/Olympus'",
         ),
         (
-            "--country=France",
-            "error: --country: expected a two-letter country code the holidays library knows "
-            "such as \"FR\", got 'France' (did you mean 'FR'?)",
+            "--country=Atlantis",
+            'error: --country: expected a country such as "FR", "France" or "Frankreich", '
+            "got 'Atlantis' (did you mean 'AL'?)",
         ),
         (
             "--country=zz",
-            "error: --country: expected a two-letter country code the holidays library knows "
-            "such as \"FR\", got 'zz'",
+            'error: --country: expected a country such as "FR", "France" or "Frankreich", '
+            "got 'zz'",
         ),
         (
             "--region=DE-BZ",

@@ -247,9 +247,9 @@ def test_deal_values_are_read_in_the_usual_notations(text: str, value: float) ->
             "column deal_value: input should be greater than or equal to 0, got -5.0",
         ),
         (
-            {"email": "a@example.com", "timezone": "Paris", "country": "France"},
-            "column country: expected a two-letter country code the holidays library knows "
-            "such as \"FR\", got 'France' (did you mean 'FR'?); "
+            {"email": "a@example.com", "timezone": "Paris", "country": "Atlantis"},
+            'column country: expected a country such as "FR", "France" or "Frankreich", '
+            "got 'Atlantis' (did you mean 'AL'?); "
             "column timezone: expected an IANA time zone such as \"Europe/Paris\", got 'Paris'",
         ),
     ],

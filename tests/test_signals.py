@@ -212,7 +212,7 @@ def test_pause_and_resume_that_do_not_fit_are_refused_and_change_nothing(
 def test_pause_and_resume_apply_to_the_enrollments_they_fit(store: Store, tmp_path: Path) -> None:
     """A prospect paused in one sequence and active in another is paused everywhere."""
     first = enroll_ada(store, chase(tmp_path, "first"))
-    second = enroll_ada(store, chase(tmp_path, "second"))
+    second = enroll_ada(store, chase(tmp_path, "second", allow_concurrent=True))
     record_signal(store, ADA, Signal.PAUSED, now=T0, sequence_id="first")
 
     outcome = record_signal(store, ADA, Signal.PAUSED, now=T0)
@@ -316,10 +316,14 @@ def test_a_replay_after_the_enrollment_stopped_is_still_a_no_op(
 
     assert replay.duplicate is True
     starts_at = T0 + timedelta(days=2)
-    enroll_ada(store, chase(tmp_path, "other"))
-    book(store, ADA, starts_at=starts_at, duration=timedelta(hours=1), now=T0, external_id="cal-1")
+    other = chase(tmp_path, "other")
+    refused = enroll(store, other.sequence, [Prospect(email=ADA)], start=T0, now=T0)
+    assert [str(why) for _, why in refused.refused] == ["replied: in chase, not resumed"]
+    enroll(store, other.sequence, [Prospect(email="bob@example.com")], start=T0, now=T0)
+    bob = "bob@example.com"
+    book(store, bob, starts_at=starts_at, duration=timedelta(hours=1), now=T0, external_id="cal-1")
     again = book(
-        store, ADA, starts_at=starts_at, duration=timedelta(hours=1), now=T0, external_id="cal-1"
+        store, bob, starts_at=starts_at, duration=timedelta(hours=1), now=T0, external_id="cal-1"
     )
     assert again.duplicate is True
     assert count_rows(store, "meetings") == 1
@@ -332,7 +336,9 @@ def test_a_booking_stops_every_live_enrollment_and_plans_the_confirmation(
     store: Store, tmp_path: Path
 ) -> None:
     with_confirmation = chase(tmp_path, "with-confirmation")
-    without = write_project(tmp_path, [step("only", "email", "1d")], sequence_id="without")
+    without = write_project(
+        tmp_path, [step("only", "email", "1d")], sequence_id="without", allow_concurrent=True
+    )
     first = enroll_ada(store, with_confirmation)
     clock = Clock()
     clock.advance(hours=1)
@@ -446,7 +452,10 @@ def test_enrolling_twice_reports_already_active(store: Store, tmp_path: Path) ->
     assert count_rows(store, "touchpoints") == 12
     record_signal(store, "p0000@example.com", Signal.STOPPED, now=T0)
     third = enroll(store, project.sequence, people(1), start=T0, now=T0)
-    assert [email for email, _ in third.enrolled] == ["p0000@example.com"]
+    assert third.enrolled == []
+    assert [(email, str(why)) for email, why in third.refused] == [
+        ("p0000@example.com", "stopped: in chase")
+    ]
 
 
 def test_enrolling_pins_the_sequence_version(store: Store, tmp_path: Path) -> None:

@@ -7,12 +7,13 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from relance.catalog import resolve_sequence
 from relance.cli.app import command, stderr
@@ -26,10 +27,10 @@ from relance.cli.console import (
     parse_instant,
     read_now,
 )
+from relance.cli.imports import enroll_csv, outcome_line, read_mapping
 from relance.cli.timeline import print_timeline, timeline
-from relance.csvimport import Contacts, column_name, read_contacts, read_text
-from relance.engine import LIVE
-from relance.enrollments import EnrollResult, enroll, suppressed_among
+from relance.csvimport import Contacts, column_name
+from relance.enrollments import EnrollResult, enroll, preview_within
 from relance.errors import InputError, ProspectError
 from relance.prospect import STANDARD_FIELDS, Prospect, prospect_from_row
 from relance.settings import Settings
@@ -100,6 +101,15 @@ def enroll_command(
             show_default=False,
         ),
     ] = None,
+    map_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--map",
+            help="YAML file: CSV header -> field (e.g. 'Sujet salon: trade_show'; '-' leaves a "
+            "column out), for exports the built-in presets do not cover.",
+            show_default=False,
+        ),
+    ] = None,
     skip_invalid: Annotated[
         bool, typer.Option("--skip-invalid", help="Enroll the valid rows, list the others.")
     ] = False,
@@ -125,19 +135,26 @@ def enroll_command(
 ) -> None:
     """Enroll one prospect, or every row of a CSV export, in a sequence.
 
-    Every row of a CSV file is checked before anything is written; with any problem,
-    all are listed and nothing is enrolled (unless --skip-invalid). A prospect already
-    active in the sequence is not enrolled twice; a suppressed address is refused.
+    A CSV file is read as it comes and enrolled in batches, in one transaction: with any
+    row problem, all are listed and nothing is enrolled (unless --skip-invalid). Nobody is
+    chased again who booked, became a client, was stopped, replied (and was not resumed)
+    or is suppressed; a prospect active in another sequence waits, unless the sequence has
+    allow_concurrent: true; one who completed this sequence re-enters it only as its
+    reenroll rule allows. Each row not enrolled is listed with why, with counts.
 
     CSV: UTF-8, ',' or ';' between cells, a header line. Columns: email (required),
     first_name, last_name, company, title, phone, deal_value, cycle_days, timezone,
     country, region, locale, owner; common CRM names are understood (E-mail, Prénom, Nom,
-    Société, Montant, Amount, Time zone, State/Region, Bundesland, Canton...). Without
-    a time zone, it is inferred from the region, the country or the phone number. Any
-    other column is a template field (snake_cased); the fields the sequence declares
-    must be there. Numbers may be written "25 000,50".
+    Société, Montant, Amount, Time zone, State/Region, Bundesland, Canton...), and so are
+    HubSpot, Pipedrive, Salesforce and lemlist exports as they come (recognised from their
+    headers). Countries and languages may be codes or names ("Deutschland", "Allemagne";
+    "German", "allemand"). Without a time zone, it is inferred from the region, the country
+    or the phone number. Any other column is a template field (snake_cased), or what --map
+    says; the fields the sequence requires must be there. Numbers may be written "25 000,50".
 
     Example: [bold]relance enroll outbound-2w --csv contacts.csv --dry-run[/bold]
+
+    Example: [bold]relance enroll outbound-2w --csv export.csv --map salon.yaml[/bold]
 
     With --route (and no SEQUENCE), routing.yaml chooses each row's sequence from its
     qualification columns (need, budget, authority, timing, fit: 0-3; warmth; stage):
@@ -168,6 +185,8 @@ def enroll_command(
         from relance.cli.routed import enroll_routed  # routed.py builds on this module
 
         _refuse_details(details)
+        if map_file is not None:
+            raise InputError("--map goes with SEQUENCE --csv FILE, not with --route")
         moment = read_now(now)
         enroll_routed(
             open_store(settings),
@@ -186,47 +205,45 @@ def enroll_command(
     sequence = resolve_sequence(sequence_ref, settings)
     moment = read_now(now)
     begin = parse_instant(start, "--start", sequence.timezone) if start else moment
-    if csv_file is None:
-        if skip_invalid:
-            raise InputError("--skip-invalid applies to --csv imports only")
-        options = {
-            "email": email, "first_name": first_name, "last_name": last_name,
-            "company": company, "title": title, "phone": phone, "deal_value": deal_value,
-            "cycle_days": cycle_days, "timezone": timezone, "country": country,
-            "region": region, "locale": locale, "owner": owner,
-        }  # fmt: skip
-        people = [prospect_from_options(options, field or [], sequence)]
-        contacts = Contacts("", [], total=1)
-    else:
+    if csv_file is not None:
         _refuse_details(details)
-        contacts = check_file(csv_file, sequence)
-        if contacts.errors and not skip_invalid:
-            _print_errors(contacts)
-            valid = len(contacts.rows)
-            raise InputError(
-                f"{_count(len(contacts.invalid_lines), 'row')} of {csv_file.name} "
-                f"{'has' if len(contacts.invalid_lines) == 1 else 'have'} problems: "
-                f"nothing enrolled (fix them, or use --skip-invalid to enroll the "
-                f"{_count(valid, 'valid row')})"
-            )
-        people = contacts.prospects
+        enroll_csv(
+            lambda: open_store(settings),
+            sequence,
+            csv_file,
+            mapping=read_mapping(map_file) if map_file is not None else None,
+            start=begin,
+            now=moment,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            as_json=as_json,
+            progress=_progress,
+        )
+        return
+    if skip_invalid:
+        raise InputError("--skip-invalid applies to --csv imports only")
+    if map_file is not None:
+        raise InputError("--map applies to --csv imports only")
+    options = {
+        "email": email, "first_name": first_name, "last_name": last_name,
+        "company": company, "title": title, "phone": phone, "deal_value": deal_value,
+        "cycle_days": cycle_days, "timezone": timezone, "country": country,
+        "region": region, "locale": locale, "owner": owner,
+    }  # fmt: skip
+    people = [prospect_from_options(options, field or [], sequence)]
+    contacts = Contacts("", [], total=1)
     store = open_store(settings)
     if dry_run:
-        result = preview_enrollment(store, sequence, people)
+        result = preview_enrollment(store, sequence, people, moment)
     else:
-        label = f"Enrolling {_count(len(people), 'prospect')} (one transaction)"
-        with _progress(label, len(people), determinate=False):
-            result = enroll(store, sequence, people, start=begin, now=moment)
+        result = enroll(store, sequence, people, start=begin, now=moment)
     report = enrollment_report(store, sequence, result, contacts, dry_run=dry_run)
-    single = csv_file is None
-    if single and result.suppressed:
-        raise ProspectError(format_enrollment(report, single))
+    if result.suppressed or result.refused:
+        raise ProspectError(format_enrollment(report, single=True))
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
-    if contacts.errors:
-        _print_errors(contacts)
-    typer.echo(format_enrollment(report, single))
+    typer.echo(format_enrollment(report, single=True))
 
 
 def _refuse_details(details: dict[str, str | list[str] | None]) -> None:
@@ -249,7 +266,7 @@ def prospect_from_options(
         if name in STANDARD_FIELDS:
             raise InputError(f"--field {item}: use {_FLAGS[name]} for {name}")
         row[name] = value
-    missing = [name for name in sequence.prospect_fields if not row.get(name, "").strip()]
+    missing = [name for name in sequence.required_fields if not row.get(name, "").strip()]
     if missing:
         raise ProspectError(
             "; ".join(
@@ -267,20 +284,6 @@ def prospect_from_options(
             str(error),
         )
         raise ProspectError(message) from None
-
-
-def check_file(path: Path, sequence: Sequence) -> Contacts:
-    """Read and check a CSV export against the fields the sequence's templates use."""
-    text = read_text(path)
-    rows = text.count("\n")
-    with _progress(f"Checking {path.name}", rows) as advance:
-        return read_contacts(
-            text,
-            path.name,
-            required=sequence.prospect_fields,
-            sequence_id=sequence.id,
-            on_row=advance,
-        )
 
 
 @contextmanager
@@ -306,37 +309,12 @@ def _count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
-def preview_enrollment(store: Store, sequence: Sequence, people: list[Prospect]) -> EnrollResult:
+def preview_enrollment(
+    store: Store, sequence: Sequence, people: list[Prospect], now: datetime
+) -> EnrollResult:
     """What ``enroll`` would do, read without writing (enrolled ids are 0)."""
-    result = EnrollResult()
     with store.reading() as connection:
-        suppressed = suppressed_among(connection, (p.email for p in people))
-        live = _live_emails(connection, sequence.id, [p.email for p in people])
-    for person in people:
-        if person.email in suppressed:
-            result.suppressed.append(person.email)
-        elif person.email in live:
-            result.already_active.append(person.email)
-        else:
-            result.enrolled.append((person.email, 0))
-    return result
-
-
-def _live_emails(connection: Connection, sequence_id: str, emails: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(emails), 500):
-        found.update(
-            connection.execute(
-                select(prospects.c.email)
-                .join(enrollments, enrollments.c.prospect_id == prospects.c.id)
-                .where(
-                    prospects.c.email.in_(emails[start : start + 500]),
-                    enrollments.c.sequence_id == sequence_id,
-                    enrollments.c.status.in_([status.value for status in LIVE]),
-                )
-            ).scalars()
-        )
-    return found
+        return preview_within(connection, sequence, people, now)
 
 
 def enrollment_report(
@@ -395,6 +373,9 @@ def enrollment_report(
         ],
         "already_active": result.already_active,
         "suppressed": result.suppressed,
+        "not_enrolled": [
+            {"email": email, "kind": why.kind, "reason": str(why)} for email, why in result.refused
+        ],
         "invalid": [
             {"line": e.line, "column": e.column, "message": e.message} for e in contacts.errors
         ],
@@ -413,21 +394,14 @@ def format_enrollment(report: dict[str, Any], single: bool) -> str:
         invalid = len({e["line"] for e in report["invalid"]})
         skipped = f", {_count(invalid, 'invalid row')} skipped" if invalid else ""
         lines.append(f"{report['file']}: {_count(report['rows'], 'row')} checked{skipped}")
-    if report["dry_run"]:
-        lines.append(
-            f"dry run, nothing written: would enroll {len(enrolled)} in {report['sequence']}"
-        )
-    else:
-        version = f" (version {report['version']})" if report["version"] else ""
-        touches = _count(report["touchpoints"], "touch", "touches")
-        lines.append(
-            f"enrolled {len(enrolled)} in {report['sequence']}{version}: {touches} planned"
-        )
+    lines.append(outcome_line(report, len(enrolled)))
     for key, label in (("already_active", "already active"), ("suppressed", "suppressed")):
         emails = report[key]
         if emails:
             more = f" and {len(emails) - 10} more" if len(emails) > 10 else ""
             lines.append(f"{label} {len(emails)}: {', '.join(emails[:10])}{more}")
+    for item in report["not_enrolled"]:
+        lines.append(f"{item['email']} not enrolled: {item['reason']}")
     first = report["first_touch"]
     if first is not None:
         lines.append(f"first touch: {first['step']} for {first['email']} on {first['text']}")
@@ -440,6 +414,9 @@ def _format_single(report: dict[str, Any]) -> str:
         return f"{report['already_active'][0]} is already active in {sequence}: not enrolled twice"
     if report["suppressed"]:
         return f"{report['suppressed'][0]} is on the suppression list: not enrolled"
+    if report["not_enrolled"]:
+        refused = report["not_enrolled"][0]
+        return f"{refused['email']} is not enrolled in {sequence}: {refused['reason']}"
     enrolled = report["enrolled"][0]
     if report["dry_run"]:
         return f"dry run, nothing written: would enroll {enrolled['email']} in {sequence}"

@@ -56,7 +56,7 @@ def enroll_routed(
         )
     if not dry_run:
         enroll_intake(store, report, start=start, now=now)
-    summaries = enrollment_summaries(store, report, dry_run=dry_run)
+    summaries = enrollment_summaries(store, report, dry_run=dry_run, now=now)
     if as_json:
         typer.echo(json.dumps(_data(report, path, summaries), indent=2, ensure_ascii=False))
         return
@@ -97,7 +97,7 @@ def print_routing(
 
 
 def enrollment_summaries(
-    store: Store, report: RoutingReport, *, dry_run: bool
+    store: Store, report: RoutingReport, *, dry_run: bool, now: datetime
 ) -> list[dict[str, Any]]:
     """One ``enroll`` summary per sequence, in the order of the rules."""
     summaries = []
@@ -105,7 +105,9 @@ def enrollment_summaries(
         sequence = report.sequences[sequence_id]
         people = [contact.prospect for contact in group]
         result = (
-            preview_enrollment(store, sequence, people) if dry_run else report.results[sequence_id]
+            preview_enrollment(store, sequence, people, now)
+            if dry_run
+            else report.results[sequence_id]
         )
         contacts = Contacts("", [], total=len(group))
         summaries.append(enrollment_report(store, sequence, result, contacts, dry_run=dry_run))

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, select
 
 from relance.cli.console import format_instant, format_local, iso, table
 from relance.enrollments import load_version, stored_zone_source
+from relance.rendering import choose_locale
 from relance.tables import enrollments, events, meetings, sequence_versions, tasks, touchpoints
 from relance.zones import ZONE_SOURCE_TEXT, ZoneSource
 
@@ -49,6 +50,10 @@ def timeline(connection: Connection, prospect: Row[Any]) -> dict[str, Any]:
         row.id: prospect.timezone or load_version(connection, row.sequence_version_id).timezone
         for row in rows
     }
+    languages = {
+        row.id: choose_locale(load_version(connection, row.sequence_version_id), prospect.locale)
+        for row in rows
+    }
     sequences = {row.id: row.sequence_id for row in rows}
     zone = prospect.timezone or (zones[ids[-1]] if ids else "UTC")
     return {
@@ -77,6 +82,9 @@ def timeline(connection: Connection, prospect: Row[Any]) -> dict[str, Any]:
                 "status": row.status,
                 "reason": row.reason,
                 "zone": zones[row.id],
+                "language": languages[row.id][0],
+                "language_why": languages[row.id][1],
+                "completed_at": iso(row.completed_at),
                 "deal_value": row.deal_value,
                 "cycle_days": row.cycle_days,
                 "enrolled_at": iso(row.enrolled_at),
@@ -222,6 +230,8 @@ def _print_enrollment(out: Console, enrollment: dict[str, Any]) -> None:
         f"enrollment {enrollment['id']} · {status}"
     )
     facts = [f"enrolled {format_instant(_instant(enrollment['enrolled_at']), zone)}"]
+    if enrollment["completed_at"]:
+        facts.append(f"completed {format_instant(_instant(enrollment['completed_at']), zone)}")
     if enrollment["snoozed_until"]:
         facts.append(
             "snoozed until {} {}".format(_when(enrollment["snoozed_until"], zone)[0], zone)
@@ -230,6 +240,7 @@ def _print_enrollment(out: Console, enrollment: dict[str, Any]) -> None:
         if enrollment[key]:
             facts.append(label.format(enrollment[key]))
     out.print(" · ".join(facts))
+    out.print(f"written in {enrollment['language']}: {enrollment['language_why']}")
     for meeting in enrollment["meetings"]:
         starts = format_instant(_instant(meeting["starts_at"]), zone)
         where = meeting["join_url"] or meeting["location"] or ""

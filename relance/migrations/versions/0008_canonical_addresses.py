@@ -7,8 +7,8 @@ already stored by another row is left as it is (both rows are kept: nothing is m
 lost); a suppression in either spelling still stops the canonical one, which is the one
 enrollment now stores.
 
-Revision ID: 0007
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06 04:40:00
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 from relance.addresses import AddressError, canonical_address
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
