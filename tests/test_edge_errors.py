@@ -133,3 +133,36 @@ def test_a_store_error_on_postgresql_is_one_line_without_parameters(
     )
     for private in ("secret.person", "Secretname", "parameters", "INSERT"):
         assert private not in result.output
+
+
+def test_up_refuses_a_short_secret_before_starting_anything(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELANCE_SDR_TOKEN", "a")
+    result = cli.run("up", "--port", "1", "--prefect-port", "2")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: RELANCE_SDR_TOKEN: expected a secret of at least 16")
+
+
+def test_up_says_which_port_is_taken(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli.run("up", "--prefect-port", str(port))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port}")
+    assert "--prefect-port" in result.stderr
+    assert "Stopped." in result.stdout
+
+
+def test_up_worker_only_needs_the_stack_s_prefect_api(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = cli.run("up", "--worker-only")
+    assert result.exit_code == 1
+    assert "--worker-only adds a worker to a running stack: set PREFECT_API_URL" in result.stderr

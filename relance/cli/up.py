@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from relance.cli.app import command
-from relance.settings import Settings
+from relance.settings import check_service_secrets, load_settings
 from relance.stack import Stack, StackOptions, run_stack
 from relance.store import Store
 
@@ -38,7 +38,8 @@ def up(
 
     Example: [bold]relance up --port 8000 --prefect-port 4200[/bold]
     """
-    settings = Settings()
+    settings = load_settings()
+    check_service_secrets(settings)  # the web service refuses weak secrets: say so first
     home = settings.home.resolve()
     data_dir = settings.data_dir if settings.data_dir.is_absolute() else home / settings.data_dir
     Store(settings.store_url).dispose()  # migrated before any flow run needs it
