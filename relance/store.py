@@ -31,7 +31,7 @@ from sqlalchemy import (
     inspect,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from relance.errors import StoreError
@@ -226,12 +226,15 @@ def insert_processed(
     if connection.dialect.name == "postgresql":
         quoted = ", ".join(f'"{name}"' for name in names)
         raw: Any = connection.connection.driver_connection  # psycopg's own connection
-        with (
-            raw.cursor() as cursor,
-            cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        statement = f'COPY "{table.name}" ({quoted}) FROM STDIN'
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except Exception as error:  # psycopg's own: give it SQLAlchemy's shape, no rows
+            raise DBAPIError.instance(
+                statement, None, error, type(error), hide_parameters=True
+            ) from None
         return
     compiled = (
         insert(table)

@@ -265,8 +265,9 @@ def test_the_prospect_country_and_zone_win_over_the_sequence_defaults() -> None:
 def test_an_unknown_country_is_an_error_with_a_suggestion() -> None:
     with pytest.raises(ValidationError, match="got 'ZZ'"):
         prospect(country="ZZ")
-    with pytest.raises(ValidationError, match=r"got 'Germany' \(did you mean 'DE'\?\)"):
-        prospect(country="Germany")
+    assert prospect(country="Germany").country == "DE"  # names are read, in several languages
+    with pytest.raises(ValidationError, match=r"got 'Germani' \(did you mean 'DE'"):
+        prospect(country="Germani")
 
 
 def test_extra_days_are_closed_even_without_public_holidays() -> None:

@@ -138,8 +138,8 @@ def test_regions_are_read_and_checked_with_their_country() -> None:
         "contacts.csv:4 column region ('State/Region' in the file): expected a region of US "
         "such as US-AK, US-AL, US-AR, US-AS, US-AZ, US-CA, US-CO, US-CT, ..., "
         "got 'Califrnia' (did you mean 'US-CA' or 'US-VA'?)",
-        "contacts.csv:5 column country: expected a two-letter country code the holidays "
-        "library knows such as \"FR\", got 'XX'",
+        'contacts.csv:5 column country: expected a country such as "FR", "France" or '
+        "\"Frankreich\", got 'XX'",
     ]
 
 
