@@ -180,9 +180,12 @@ class Prospect(BaseModel):
         assert value is not None
         # A name in any of several languages ("Deutschland"), then the holidays library's check.
         try:
-            return check_country(country_code(value) or value)
+            return check_country(value)  # a code the holidays library knows ("UK" too)
         except ValueError:
-            return check_country(value)  # the error quotes the value as written
+            named = country_code(value)  # else a name in one of several languages
+            if named is None or named == value.strip().upper():
+                raise
+            return check_country(named)
 
     @field_validator("region")
     @classmethod
